@@ -1,0 +1,55 @@
+# matsteer: MAT-Steer for llama.cpp models, in Go.
+#
+#   make run     build, fetch the default model, show a short generation
+#   make test    build and run every test (fetches the default model once)
+#   make bench   benchmarks (see BENCHMARKS.md)
+#
+# Variables: CUDA=1 (GPU build), LLAMA_CPP_DIR=/path (your own llama.cpp
+# checkout), MATSTEER_CACHE=dir (default ~/.cache/matsteer), JOBS=n.
+
+SHELL := /bin/bash
+GO ?= go
+CUDA ?= 0
+export MATSTEER_CACHE ?= $(HOME)/.cache/matsteer
+GOTAGS := $(if $(filter 1,$(CUDA)),-tags cuda,)
+BIN := bin/matsteer
+GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null) $(wildcard llama/*.c llama/*.h hooks/*.c hooks/*.h)
+
+.PHONY: all llama build model run test test-short bench fuzz vet clean
+
+all: build
+
+# llama.cpp: fetched and built into the cache, linked into third_party/.
+llama:
+	@out=$$(CUDA=$(CUDA) scripts/llama-cpp.sh build) && \
+	  src=$$(cat "$$out/.matsteer-source") && \
+	  ln -sfn "$$src" third_party/llama.cpp && ln -sfn "$$out" third_party/build
+
+build: llama
+	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/matsteer
+
+model: build
+	@$(BIN) model pull
+
+run: build model
+	@scripts/demo.sh
+
+test: build model
+	$(GO) vet $(GOTAGS) ./...
+	$(GO) test $(GOTAGS) -count=1 -timeout 60m ./...
+
+test-short: llama
+	$(GO) test $(GOTAGS) -short ./...
+
+bench: build model
+	@scripts/bench.sh
+
+fuzz: llama
+	$(GO) test -run '^$$' -fuzz=FuzzRead -fuzztime=30s ./gguf/
+	$(GO) test -run '^$$' -fuzz=FuzzOpen -fuzztime=30s ./acts/
+
+vet: llama
+	$(GO) vet $(GOTAGS) ./...
+
+clean:
+	rm -rf bin third_party/llama.cpp third_party/build
