@@ -337,3 +337,22 @@ func (b *Batch) Token(i int) (tok Token, pos, seq int, logits bool) {
 	lg := unsafe.Slice(b.c.logits, b.cap)
 	return Token(toks[i]), int(poss[i]), int(*seqIDs[i]), lg[i] != 0
 }
+
+// SetControlVector applies llama.cpp's own control vector: data holds
+// n_embd values per layer starting at layer 1 (llama.cpp has no slot for
+// block 0), added to the output of layers ilStart..ilEnd inclusive.
+func (c *Context) SetControlVector(data []float32, nEmbd, ilStart, ilEnd int) error {
+	if len(data) == 0 || len(data)%nEmbd != 0 {
+		return fmt.Errorf("control vector: %d values is not a multiple of n_embd=%d", len(data), nEmbd)
+	}
+	rc := C.llama_set_adapter_cvec(c.c, (*C.float)(unsafe.Pointer(&data[0])), C.size_t(len(data)), C.int32_t(nEmbd), C.int32_t(ilStart), C.int32_t(ilEnd))
+	if rc != 0 {
+		return fmt.Errorf("control vector: llama_set_adapter_cvec failed: %s", takeLogErrors())
+	}
+	return nil
+}
+
+// ClearControlVector removes a control vector set by SetControlVector.
+func (c *Context) ClearControlVector() {
+	C.llama_set_adapter_cvec(c.c, nil, 0, 0, 0, 0)
+}
