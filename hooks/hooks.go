@@ -298,7 +298,10 @@ func matsteerHooksEval(handle C.uintptr_t, idx C.int, t *C.struct_ggml_tensor) C
 }
 
 //export matsteerHooksProbe
-func matsteerHooksProbe(handle C.uintptr_t, name *C.char) {
+func matsteerHooksProbe(handle C.uintptr_t, name *C.char, matrix C.bool) {
+	if !matrix {
+		return // only [n_embd, n_tokens] F32 tensors can be hooked
+	}
 	h := cgo.Handle(handle).Value().(*Hooks)
 	h.probed = append(h.probed, C.GoString(name))
 }

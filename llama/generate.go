@@ -33,8 +33,7 @@ var ErrStop = errors.New("stop generation")
 // opts.MaxTokens tokens, calling onToken for each (its piece is the token's
 // text). Cancelling ctx stops generation, also in the middle of the prompt.
 // The sequence's KV memory is cleared first.
-func (c *Context) Generate(ctx context.Context, prompt []Token, opts GenerateOptions, onToken func(tok Token, piece string) error) (GenerateStats, error) {
-	var st GenerateStats
+func (c *Context) Generate(ctx context.Context, prompt []Token, opts GenerateOptions, onToken func(tok Token, piece string) error) (st GenerateStats, err error) {
 	if len(prompt) == 0 {
 		return st, errors.New("generate: empty prompt")
 	}

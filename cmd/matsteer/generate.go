@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/matsteer/matsteer/llama"
+)
+
+func generateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "generate",
+		Usage:     "generate text, streaming tokens to stdout",
+		UsageText: "matsteer generate [--model PATH] --prompt TEXT [-n N] [--temp T] [--seed S] [--chat|--chat=false]",
+		Flags: append(modelFlags(),
+			&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Required: true, Usage: "prompt text"},
+			&cli.StringFlag{Name: "system", Usage: "system message (chat mode)"},
+			&cli.BoolFlag{Name: "chat", Usage: "wrap the prompt in the model's chat template (default: on when the model has one)"},
+			&cli.IntFlag{Name: "n", Aliases: []string{"max-tokens"}, Value: 128, Usage: "tokens to generate"},
+			&cli.Float64Flag{Name: "temp", Value: 0, Usage: "temperature (0: greedy)"},
+			&cli.IntFlag{Name: "top-k", Value: 40, Usage: "top-k (with --temp > 0)"},
+			&cli.Float64Flag{Name: "top-p", Value: 0.95, Usage: "top-p (with --temp > 0)"},
+			&cli.Float64Flag{Name: "min-p", Value: 0.05, Usage: "min-p (with --temp > 0)"},
+			&cli.Float64Flag{Name: "repeat-penalty", Value: 1.0, Usage: "repetition penalty (1: off)"},
+			&cli.UintFlag{Name: "seed", Value: 42, Usage: "sampling seed"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the generated text"},
+		),
+		Action: runGenerate,
+	}
+}
+
+// buildPrompt formats the user's prompt, applying the chat template when
+// asked (or by default when the model has one).
+func buildPrompt(c *cli.Context, m *llama.Model) (string, error) {
+	prompt := c.String("prompt")
+	chat := m.ChatTemplate() != ""
+	if c.IsSet("chat") {
+		chat = c.Bool("chat")
+	}
+	if !chat {
+		return prompt, nil
+	}
+	var msgs []llama.ChatMessage
+	if s := c.String("system"); s != "" {
+		msgs = append(msgs, llama.ChatMessage{Role: "system", Content: s})
+	}
+	msgs = append(msgs, llama.ChatMessage{Role: "user", Content: prompt})
+	return m.ApplyChatTemplate("", msgs, true)
+}
+
+func samplerParams(c *cli.Context) llama.SamplerParams {
+	return llama.SamplerParams{
+		Temperature: c.Float64("temp"), TopK: c.Int("top-k"), TopP: c.Float64("top-p"), MinP: c.Float64("min-p"),
+		RepeatPenalty: c.Float64("repeat-penalty"), Seed: uint32(c.Uint("seed")),
+	}
+}
+
+func runGenerate(c *cli.Context) error {
+	if err := samplerParams(c).Validate(); err != nil {
+		return err
+	}
+	m, err := loadModel(c)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	text, err := buildPrompt(c, m)
+	if err != nil {
+		return err
+	}
+	toks, err := m.Tokenize(text, true, true)
+	if err != nil {
+		return err
+	}
+	ctx, err := llama.NewContext(m, contextParams(c))
+	if err != nil {
+		return err
+	}
+	defer ctx.Close()
+	if len(toks)+1 > ctx.NCtx() {
+		return fmt.Errorf("prompt is %d tokens, longer than the context (%d); raise --ctx or shorten the prompt", len(toks), ctx.NCtx())
+	}
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	st, err := ctx.Generate(c.Context, toks, llama.GenerateOptions{MaxTokens: c.Int("n"), Sampler: samplerParams(c)},
+		func(_ llama.Token, piece string) error {
+			out.WriteString(piece)
+			return out.Flush()
+		})
+	out.WriteString("\n")
+	out.Flush()
+	if err != nil {
+		return err
+	}
+	if !c.Bool("quiet") {
+		fmt.Fprintf(os.Stderr, "[%d prompt tokens in %.2fs, %d generated in %.2fs (%.1f tok/s), stop: %s]\n",
+			st.PromptTokens, st.PromptDuration.Seconds(), st.GeneratedTokens, st.GenDuration.Seconds(),
+			float64(st.GeneratedTokens)/max(st.GenDuration.Seconds(), 1e-9), st.StopReason)
+	}
+	return nil
+}

@@ -1,0 +1,48 @@
+// Command matsteer steers language models at inference time with
+// MAT-Steer: gated, per-token, multi-attribute steering vectors applied
+// inside llama.cpp's compute graph.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newApp().RunContext(ctx, os.Args); err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(os.Stderr, "matsteer: interrupted")
+			os.Exit(130)
+		}
+		fmt.Fprintf(os.Stderr, "matsteer: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "matsteer",
+		Usage: "multi-attribute, token-gated steering of llama.cpp models (MAT-Steer)",
+		Description: `matsteer trains steering vectors with learned per-token gates from labelled examples
+and applies them inside llama.cpp's compute graph while the model runs. No weights change.
+
+Typical workflow:
+   matsteer model pull                                   # fetch the default model
+   matsteer extract --data pairs.jsonl --layer 14 --out acts.safetensors
+   matsteer train --acts acts.safetensors --out steer.gguf
+   matsteer generate --prompt "..." --steer steer.gguf --explain`,
+		HideHelpCommand: true,
+		Commands: []*cli.Command{
+			generateCommand(),
+			modelCommand(),
+		},
+	}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/llama"
+	"github.com/matsteer/matsteer/models"
+)
+
+func modelCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "model",
+		Usage: "fetch and describe models",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "pull",
+				Usage:     "download a known model into the cache (verified by sha256)",
+				ArgsUsage: "[NAME]",
+				Action:    runModelPull,
+			},
+			{
+				Name:   "list",
+				Usage:  "list the known models and whether they are cached",
+				Action: runModelList,
+			},
+			{
+				Name:      "info",
+				Usage:     "show a GGUF model's architecture, sizes, special tokens and hook sites",
+				ArgsUsage: "[PATH]",
+				Action:    runModelInfo,
+			},
+		},
+	}
+}
+
+func runModelPull(c *cli.Context) error {
+	spec := models.Default()
+	if c.NArg() > 0 {
+		var err error
+		if spec, err = models.Lookup(c.Args().First()); err != nil {
+			return err
+		}
+	}
+	f := &models.Fetcher{Progress: os.Stderr, Log: os.Stderr}
+	path, err := f.Pull(c.Context, spec)
+	if err != nil {
+		return err
+	}
+	fmt.Println(path)
+	return nil
+}
+
+func runModelList(c *cli.Context) error {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tCACHED\tPATH\tDESCRIPTION")
+	for _, s := range models.Known {
+		cached := "no"
+		if _, err := os.Stat(s.Path()); err == nil {
+			cached = "yes"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", s.Name, cached, s.Path(), s.About)
+	}
+	return w.Flush()
+}
+
+func runModelInfo(c *cli.Context) error {
+	path := c.Args().First()
+	if path == "" {
+		var err error
+		if path, err = models.DefaultPath(); err != nil {
+			return err
+		}
+	}
+	m, err := llama.LoadModel(path, llama.ModelParams{})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	sp := m.Special()
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "file\t%s\n", path)
+	fmt.Fprintf(w, "name\t%s\n", m.Name())
+	fmt.Fprintf(w, "architecture\t%s\n", m.Arch())
+	fmt.Fprintf(w, "description\t%s\n", m.Desc())
+	fmt.Fprintf(w, "parameters\t%d\n", m.NParams())
+	fmt.Fprintf(w, "size\t%.1f MiB\n", float64(m.SizeBytes())/(1<<20))
+	fmt.Fprintf(w, "layers\t%d\n", m.NLayer())
+	fmt.Fprintf(w, "n_embd\t%d\n", m.NEmbd())
+	fmt.Fprintf(w, "vocab\t%d\n", m.NVocab())
+	fmt.Fprintf(w, "context (train)\t%d\n", m.NCtxTrain())
+	fmt.Fprintf(w, "special tokens\tBOS=%d EOS=%d EOT=%d add_bos=%v\n", sp.BOS, sp.EOS, sp.EOT, sp.AddBOS)
+	tmpl := m.ChatTemplate()
+	switch {
+	case tmpl == "":
+		tmpl = "(none)"
+	case len(tmpl) > 60:
+		tmpl = strings.ReplaceAll(tmpl[:60], "\n", "\\n") + "..."
+	default:
+		tmpl = strings.ReplaceAll(tmpl, "\n", "\\n")
+	}
+	fmt.Fprintf(w, "chat template\t%s\n", tmpl)
+	cat, err := hooks.Probe(m)
+	if err != nil {
+		return err
+	}
+	var sites []string
+	for _, s := range cat.Sites() {
+		l := cat.Layers(s)
+		sites = append(sites, fmt.Sprintf("%s[%d..%d]", s, l[0], l[len(l)-1]))
+	}
+	fmt.Fprintf(w, "hook sites\t%s\n", strings.Join(sites, " "))
+	return w.Flush()
+}
