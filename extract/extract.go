@@ -1,0 +1,257 @@
+// Package extract runs labelled texts through a model and writes the
+// activations of one (site, layer) point to an activation file, the input
+// of steering-vector training.
+//
+// Texts are packed several to a batch, one sequence each, so the model
+// runs at prompt-processing speed; rows are captured by a hook and
+// streamed to the file, so memory stays bounded whatever the dataset size.
+package extract
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/matsteer/matsteer/acts"
+	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/llama"
+	"github.com/matsteer/matsteer/progress"
+)
+
+// Token selection modes.
+const (
+	TokensAll      = "all"      // every token of prompt and response
+	TokensLast     = "last"     // the last token of each text
+	TokensResponse = "response" // the response's tokens only
+)
+
+// Options configure a run.
+type Options struct {
+	Point  hooks.Point
+	Tokens string // TokensAll (default), TokensLast or TokensResponse
+	// MaxTokens caps a text's length; longer texts are truncated from the
+	// left (BOS and the end are kept) with a warning, or rejected when
+	// NoTruncate is set. 0 means the context's n_batch.
+	MaxTokens  int
+	NoTruncate bool
+	// Source is recorded in the file's metadata (dataset paths).
+	Source string
+	// Extra is added to the file's metadata.
+	Extra map[string]string
+	// Progress, if set, receives a progress bar; Warn receives warnings.
+	Progress io.Writer
+	Warn     io.Writer
+}
+
+// Stats summarise a run.
+type Stats struct {
+	Texts, Tokens, Rows, Truncated int
+}
+
+type text struct {
+	ex        *datasets.Example
+	tokens    []llama.Token
+	respStart int // first token of the response
+	attr      int32
+}
+
+// keep reports whether position pos of t is captured in mode.
+func (t *text) keep(mode string, pos int) bool {
+	switch mode {
+	case TokensLast:
+		return pos == len(t.tokens)-1
+	case TokensResponse:
+		return pos >= t.respStart
+	default:
+		return true
+	}
+}
+
+// Run decodes every example on lctx (whose Hooks is h) and writes the
+// captured rows to out, which it creates. On error or cancellation nothing
+// is left at out.
+func Run(ctx context.Context, lctx *llama.Context, h *hooks.Hooks, examples []datasets.Example, out string, opts Options) (Stats, error) {
+	var st Stats
+	if len(examples) == 0 {
+		return st, errors.New("extract: no examples")
+	}
+	if err := datasets.CheckExamples(examples); err != nil {
+		return st, fmt.Errorf("extract: %w", err)
+	}
+	mode := opts.Tokens
+	if mode == "" {
+		mode = TokensAll
+	}
+	if mode != TokensAll && mode != TokensLast && mode != TokensResponse {
+		return st, fmt.Errorf("extract: unknown token mode %q (want all, last or response)", mode)
+	}
+	if h.Catalog() != nil {
+		if err := h.Catalog().Check(opts.Point); err != nil {
+			return st, fmt.Errorf("extract: %w", err)
+		}
+	}
+	m := lctx.Model()
+	maxTok := opts.MaxTokens
+	if maxTok <= 0 || maxTok > lctx.NBatch() {
+		maxTok = lctx.NBatch()
+	}
+
+	// Attributes in order of first appearance... sorted for stable files.
+	attrIndex := map[string]int32{}
+	var attrs []string
+	for _, e := range examples {
+		if _, ok := attrIndex[e.Attribute]; !ok {
+			attrIndex[e.Attribute] = 0
+			attrs = append(attrs, e.Attribute)
+		}
+	}
+	sort.Strings(attrs)
+	for i, a := range attrs {
+		attrIndex[a] = int32(i)
+	}
+
+	texts := make([]text, len(examples))
+	for i := range examples {
+		e := &examples[i]
+		p, err := m.Tokenize(e.Prompt, true, false)
+		if err != nil {
+			return st, fmt.Errorf("extract: %s: %w", e.Source, err)
+		}
+		r, err := m.Tokenize(e.Response, false, false)
+		if err != nil {
+			return st, fmt.Errorf("extract: %s: %w", e.Source, err)
+		}
+		toks := append(p, r...)
+		respStart := len(p)
+		if len(toks) > maxTok {
+			if opts.NoTruncate {
+				return st, fmt.Errorf("extract: %s: text is %d tokens, longer than the limit of %d", e.Source, len(toks), maxTok)
+			}
+			cut := len(toks) - maxTok
+			keepBOS := m.Special().AddBOS && len(p) > 0 && p[0] == m.Special().BOS
+			if keepBOS {
+				cut++
+				toks = append([]llama.Token{toks[0]}, toks[cut:]...)
+			} else {
+				toks = toks[cut:]
+			}
+			respStart = max(respStart-cut, 0)
+			st.Truncated++
+		}
+		if mode == TokensResponse && respStart >= len(toks) {
+			return st, fmt.Errorf("extract: %s: empty response, nothing to capture with --tokens response", e.Source)
+		}
+		texts[i] = text{ex: e, tokens: toks, respStart: respStart, attr: attrIndex[e.Attribute]}
+		st.Tokens += len(toks)
+	}
+	if st.Truncated > 0 && opts.Warn != nil {
+		fmt.Fprintf(opts.Warn, "warning: %d of %d texts were longer than %d tokens and were truncated from the left\n", st.Truncated, len(texts), maxTok)
+	}
+
+	meta := acts.Meta{
+		ModelArch: m.Arch(), ModelName: m.Name(), NEmbd: m.NEmbd(),
+		Layer: opts.Point.Layer, Site: opts.Point.Site, TokenMode: mode,
+		Attributes: attrs, Source: opts.Source, Extra: opts.Extra,
+	}
+	w, err := acts.Create(out, meta)
+	if err != nil {
+		return st, fmt.Errorf("extract: %w", err)
+	}
+	defer w.Abort() // no-op after a successful Close
+
+	bar := (*progress.Bar)(nil)
+	if opts.Progress != nil {
+		bar = progress.New(opts.Progress, int64(st.Tokens), "extract", "tok")
+	}
+	r := &runner{lctx: lctx, texts: texts, mode: mode, w: w, nSeq: lctx.NSeqMax(), lastLayer: opts.Point.Layer == m.NLayer()-1}
+	if err := h.SetCapture(opts.Point, r.capture, hooks.BeforeIntervention); err != nil {
+		return st, fmt.Errorf("extract: %w", err)
+	}
+	defer h.SetCapture(opts.Point, nil, hooks.BeforeIntervention)
+	if err := r.run(ctx, bar); err != nil {
+		return st, err
+	}
+	bar.Finish()
+	if err := w.Close(); err != nil {
+		return st, fmt.Errorf("extract: %w", err)
+	}
+	st.Texts = len(texts)
+	st.Rows = r.rows
+	return st, nil
+}
+
+type runner struct {
+	lctx      *llama.Context
+	texts     []text
+	mode      string
+	w         *acts.Writer
+	nSeq      int
+	lastLayer bool
+
+	seqText []int // sequence id -> text index, for the batch being decoded
+	vecs    []float32
+	meta    []acts.Row
+	rows    int
+}
+
+// run packs texts into batches of up to n_batch tokens and n_seq_max
+// sequences and decodes them.
+func (r *runner) run(ctx context.Context, bar *progress.Bar) error {
+	nBatch := r.lctx.NBatch()
+	b := llama.NewBatch(nBatch, 1)
+	defer b.Close()
+	r.seqText = make([]int, r.nSeq)
+	for i := 0; i < len(r.texts); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b.Clear()
+		r.lctx.ClearMemory()
+		seq := 0
+		for i < len(r.texts) && seq < r.nSeq && b.Len()+len(r.texts[i].tokens) <= nBatch {
+			t := &r.texts[i]
+			r.seqText[seq] = i
+			for pos, tok := range t.tokens {
+				// Outputs are needed only where the last layer drops rows.
+				logits := r.lastLayer && t.keep(r.mode, pos)
+				if err := b.Add(tok, pos, []int{seq}, logits); err != nil {
+					return fmt.Errorf("extract: %w", err)
+				}
+			}
+			seq++
+			i++
+		}
+		n := b.Len()
+		if err := r.lctx.Decode(b); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("extract: %w", err)
+		}
+		bar.Add(int64(n))
+	}
+	return nil
+}
+
+// capture receives the hooked rows and streams the selected ones.
+func (r *runner) capture(rows *hooks.Rows) error {
+	r.vecs = r.vecs[:0]
+	r.meta = r.meta[:0]
+	for i := 0; i < rows.N; i++ {
+		_, pos, seq := rows.Token(i)
+		t := &r.texts[r.seqText[seq]]
+		if !t.keep(r.mode, pos) {
+			continue
+		}
+		r.vecs = append(r.vecs, rows.Row(i)...)
+		r.meta = append(r.meta, acts.Row{Attribute: t.attr, Label: int8(t.ex.Label), SampleID: t.ex.SampleID, Position: int32(pos)})
+	}
+	if len(r.meta) == 0 {
+		return nil
+	}
+	r.rows += len(r.meta)
+	return r.w.Append(r.vecs, r.meta)
+}
