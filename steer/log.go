@@ -1,0 +1,135 @@
+package steer
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// EpochLog is one epoch of training: the mean loss terms over its steps, the
+// dev loss when there is a dev split, and the fraction of off-diagonal MMD
+// kernel entries (widest bandwidth) that were exactly zero.
+type EpochLog struct {
+	Epoch              int        `json:"epoch"`
+	Train              LossTerms  `json:"train"`
+	Dev                *LossTerms `json:"dev,omitempty"`
+	KernelZeroFraction float64    `json:"kernel_zero_fraction"`
+}
+
+// TrainLog records a training run. It is deterministic (no timings).
+type TrainLog struct {
+	Method       string   `json:"method"`
+	Mode         string   `json:"mode,omitempty"`
+	Attributes   []string `json:"attributes"`
+	NPos         []int    `json:"n_pos"`
+	NNeg         []int    `json:"n_neg"`
+	Seed         uint64   `json:"seed"`
+	NormPreserve bool     `json:"norm_preserve"`
+
+	Sigma           string    `json:"sigma,omitempty"`
+	SigmaValues     []float64 `json:"sigma_values,omitempty"`
+	MedianDistance  float64   `json:"median_pairwise_distance,omitempty"`
+	KernelUnderflow float64   `json:"kernel_underflow_fraction"`
+	MedianKernel    float64   `json:"median_kernel_value,omitempty"`
+
+	EpochsConfigured int     `json:"epochs_configured,omitempty"`
+	EpochsRun        int     `json:"epochs_run,omitempty"`
+	StepsPerEpoch    int     `json:"steps_per_epoch,omitempty"`
+	Batch            int     `json:"batch,omitempty"`
+	LR               float64 `json:"lr,omitempty"`
+	LambdaPos        float64 `json:"lambda_pos"`
+	LambdaSparse     float64 `json:"lambda_sparse"`
+	LambdaOrtho      float64 `json:"lambda_ortho"`
+	DevFraction      float64 `json:"dev_fraction"`
+	Patience         int     `json:"patience"`
+	BestEpoch        int     `json:"best_epoch,omitempty"`
+	StoppedEarly     bool    `json:"stopped_early"`
+
+	Epochs   []EpochLog `json:"epochs"`
+	Final    LossTerms  `json:"final"`
+	FinalDev *LossTerms `json:"final_dev,omitempty"`
+
+	// Baseline details (PCA: explained fraction, iterations).
+	Details map[string]float64 `json:"details,omitempty"`
+
+	Warnings []string `json:"warnings"`
+}
+
+// WriteJSON writes the log as indented JSON.
+func (l *TrainLog) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(l); err != nil {
+		return fmt.Errorf("training log: %w", err)
+	}
+	return nil
+}
+
+// Plot draws the loss terms per epoch (the weighted total, MMD, the gate
+// penalties, orthogonality, and the dev total when present).
+func (l *TrainLog) Plot() (*plot.Plot, error) {
+	if len(l.Epochs) == 0 {
+		return nil, fmt.Errorf("training log has no epochs to plot (method %s)", l.Method)
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("MAT-Steer training (%s, sigma %s)", l.Mode, l.Sigma)
+	p.X.Label.Text = "epoch"
+	p.Y.Label.Text = "loss"
+	p.Add(plotter.NewGrid())
+	series := []struct {
+		name string
+		get  func(e EpochLog) (float64, bool)
+		c    color.RGBA
+	}{
+		{"total", func(e EpochLog) (float64, bool) { return e.Train.Total, true }, color.RGBA{0, 0, 0, 255}},
+		{"mmd", func(e EpochLog) (float64, bool) { return e.Train.MMD, true }, color.RGBA{31, 119, 180, 255}},
+		{"pos", func(e EpochLog) (float64, bool) { return e.Train.Pos, true }, color.RGBA{44, 160, 44, 255}},
+		{"sparse", func(e EpochLog) (float64, bool) { return e.Train.Sparse, true }, color.RGBA{214, 39, 40, 255}},
+		{"ortho", func(e EpochLog) (float64, bool) { return e.Train.Ortho, true }, color.RGBA{148, 103, 189, 255}},
+		{"dev total", func(e EpochLog) (float64, bool) {
+			if e.Dev == nil {
+				return 0, false
+			}
+			return e.Dev.Total, true
+		}, color.RGBA{255, 127, 14, 255}},
+	}
+	for _, s := range series {
+		var pts plotter.XYs
+		for _, e := range l.Epochs {
+			if v, ok := s.get(e); ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+				pts = append(pts, plotter.XY{X: float64(e.Epoch), Y: v})
+			}
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		line, err := plotter.NewLine(pts)
+		if err != nil {
+			return nil, fmt.Errorf("plot %s: %w", s.name, err)
+		}
+		line.Color = s.c
+		line.Width = vg.Points(1.5)
+		p.Add(line)
+		p.Legend.Add(s.name, line)
+	}
+	p.Legend.Top = true
+	return p, nil
+}
+
+// WritePNG writes the loss plot as a PNG image to path.
+func (l *TrainLog) WritePNG(path string) error {
+	p, err := l.Plot()
+	if err != nil {
+		return err
+	}
+	if err := p.Save(8*vg.Inch, 5*vg.Inch, path); err != nil {
+		return fmt.Errorf("write plot %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,610 @@
+package steer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/matsteer/matsteer/progress"
+	"gonum.org/v1/gonum/floats"
+)
+
+// AttributeData holds one attribute's training rows: positives (desired)
+// and negatives (to be steered), each a row of NEmbd activations. The rows
+// are not modified. For the PCA baseline Pos[i] and Neg[i] form a pair.
+type AttributeData struct {
+	Name     string
+	Pos, Neg [][]float64
+}
+
+// TrainConfig configures Train. Start from DefaultTrainConfig.
+type TrainConfig struct {
+	Method string // MethodMATSteer (default), MethodAllTokens, MethodMeanDiff or MethodPCA
+	Mode   string // ModeReference (default) or ModePaper
+	Epochs int    // passes; each has ⌈min_t min(|P_t|,|N_t|)/Batch⌉ steps
+	LR     float64
+	Batch  int // positives and negatives per attribute per step
+	Sigma  Sigma
+
+	LambdaPos, LambdaSparse, LambdaOrtho float64
+
+	Seed         uint64
+	NormPreserve bool
+
+
+	// DevFraction holds out this fraction of every pool for a dev loss
+	// evaluated after each epoch; with Patience > 0 training stops after
+	// Patience epochs without a better dev loss and the best parameters are
+	// kept.
+	DevFraction float64
+	Patience    int
+
+	// Workers bounds the goroutines computing attributes in parallel
+	// (0: GOMAXPROCS). Results do not depend on it.
+	Workers int
+
+	// Progress receives a progress bar with the loss terms (nil: none).
+	Progress io.Writer
+
+	// Copied into the returned File (Train does not interpret them).
+	Site                          string
+	Layer                         int
+	ModelArch, ModelName, ModelID string
+}
+
+// DefaultTrainConfig is the paper's QA setting with the official schedule:
+// λ_pos = λ_sparse = 0.9, λ_ortho = 0.1, σ = 2, reference mode, 100 epochs,
+// Adam lr 1e-3, 16 + 16 rows per attribute per step, norm preservation on.
+func DefaultTrainConfig() TrainConfig {
+	return TrainConfig{
+		Method:       MethodMATSteer,
+		Mode:         ModeReference,
+		Epochs:       100,
+		LR:           1e-3,
+		Batch:        16,
+		Sigma:        FixedSigma(DefaultSigma),
+		LambdaPos:    0.9,
+		LambdaSparse: 0.9,
+		LambdaOrtho:  0.1,
+		Seed:         1,
+		NormPreserve: true,
+	}
+}
+
+func (c *TrainConfig) validate() error {
+	switch c.Method {
+	case MethodMATSteer, MethodAllTokens, MethodMeanDiff, MethodPCA:
+	default:
+		return fmt.Errorf("unknown training method %q (want %s, %s, %s or %s)", c.Method, MethodMATSteer, MethodAllTokens, MethodMeanDiff, MethodPCA)
+	}
+	if c.Method == MethodMeanDiff || c.Method == MethodPCA {
+		return nil
+	}
+	if c.Mode != ModeReference && c.Mode != ModePaper {
+		return fmt.Errorf("unknown loss mode %q (want %s or %s)", c.Mode, ModeReference, ModePaper)
+	}
+	if c.Epochs < 1 || c.Epochs > 1_000_000 {
+		return fmt.Errorf("epochs %d out of range [1, 1e6]", c.Epochs)
+	}
+	if !(c.LR > 0) || math.IsInf(c.LR, 0) {
+		return fmt.Errorf("learning rate %v must be positive", c.LR)
+	}
+	if c.Batch < 1 || c.Batch > 1<<16 {
+		return fmt.Errorf("batch %d out of range [1, 65536]", c.Batch)
+	}
+	if err := c.Sigma.validate(); err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		name string
+		v    float64
+	}{{"lambda-pos", c.LambdaPos}, {"lambda-sparse", c.LambdaSparse}, {"lambda-ortho", c.LambdaOrtho}} {
+		if !(l.v >= 0) || math.IsInf(l.v, 0) {
+			return fmt.Errorf("%s %v must be a finite number >= 0", l.name, l.v)
+		}
+	}
+	if !(c.DevFraction >= 0 && c.DevFraction < 1) {
+		return fmt.Errorf("dev fraction %v out of range [0, 1)", c.DevFraction)
+	}
+	if c.Patience < 0 {
+		return fmt.Errorf("patience %d must be >= 0", c.Patience)
+	}
+	if c.Patience > 0 && c.DevFraction == 0 {
+		return fmt.Errorf("patience needs a dev split (dev fraction > 0)")
+	}
+	return nil
+}
+
+// pool is one attribute's rows, flattened.
+type pool struct {
+	pos, neg   []float64
+	nPos, nNeg int
+}
+
+// flattenData validates data and returns the row width and flat pools.
+func flattenData(data []AttributeData) (int, []pool, error) {
+	if len(data) == 0 {
+		return 0, nil, fmt.Errorf("no attributes to train")
+	}
+	if len(data) > MaxAttributes {
+		return 0, nil, fmt.Errorf("%d attributes, at most %d", len(data), MaxAttributes)
+	}
+	d := -1
+	seen := make(map[string]bool)
+	pools := make([]pool, len(data))
+	for t, a := range data {
+		if err := ValidAttributeName(a.Name); err != nil {
+			return 0, nil, err
+		}
+		if seen[a.Name] {
+			return 0, nil, fmt.Errorf("attribute %q given twice", a.Name)
+		}
+		seen[a.Name] = true
+		if len(a.Pos) == 0 || len(a.Neg) == 0 {
+			return 0, nil, fmt.Errorf("attribute %q has %d positive and %d negative rows; both must be non-empty", a.Name, len(a.Pos), len(a.Neg))
+		}
+		flatten := func(rows [][]float64, what string) ([]float64, error) {
+			if d < 0 {
+				d = len(rows[0])
+				if d == 0 || d > MaxNEmbd {
+					return nil, fmt.Errorf("attribute %q: row width %d out of range [1, %d]", a.Name, d, MaxNEmbd)
+				}
+			}
+			out := make([]float64, 0, len(rows)*d)
+			for i, r := range rows {
+				if len(r) != d {
+					return nil, fmt.Errorf("attribute %q: %s row %d has %d values, want n_embd=%d", a.Name, what, i, len(r), d)
+				}
+				if j := firstNonFinite(r); j >= 0 {
+					return nil, fmt.Errorf("attribute %q: %s row %d has a non-finite value at %d", a.Name, what, i, j)
+				}
+				out = append(out, r...)
+			}
+			return out, nil
+		}
+		var err error
+		if pools[t].pos, err = flatten(a.Pos, "positive"); err != nil {
+			return 0, nil, err
+		}
+		if pools[t].neg, err = flatten(a.Neg, "negative"); err != nil {
+			return 0, nil, err
+		}
+		pools[t].nPos, pools[t].nNeg = len(a.Pos), len(a.Neg)
+	}
+	return d, pools, nil
+}
+
+// Independent random streams, so that e.g. the sigma option does not change
+// the batches.
+const (
+	streamInit = iota + 1
+	streamBatches
+	streamDev
+	streamSigma
+)
+
+func newRand(seed uint64, stream uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, 0x6d61747374656572^stream*0x9e3779b97f4a7c15))
+}
+
+// Train fits a steering file to data. MethodMATSteer and MethodAllTokens
+// run MAT-Steer training (the latter then drops the gates); MethodMeanDiff
+// and MethodPCA compute the baselines. The same data, config and seed give a
+// byte-identical file. Train honours ctx cancellation between steps.
+func Train(ctx context.Context, data []AttributeData, cfg TrainConfig) (*File, *TrainLog, error) {
+	return train(ctx, data, cfg, nil)
+}
+
+func train(ctx context.Context, data []AttributeData, cfg TrainConfig, init *params) (*File, *TrainLog, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, nil, fmt.Errorf("train: %w", err)
+	}
+	d, pools, err := flattenData(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train: %w", err)
+	}
+	f := &File{
+		Version: FileVersion, Site: cfg.Site, Layer: cfg.Layer, NEmbd: d,
+		ModelArch: cfg.ModelArch, ModelName: cfg.ModelName, ModelID: cfg.ModelID,
+		Method: cfg.Method, NormPreserve: cfg.NormPreserve,
+		Training: map[string]string{"method": cfg.Method},
+	}
+	log := &TrainLog{Method: cfg.Method, Seed: cfg.Seed, NormPreserve: cfg.NormPreserve}
+	for t, a := range data {
+		log.Attributes = append(log.Attributes, a.Name)
+		log.NPos = append(log.NPos, pools[t].nPos)
+		log.NNeg = append(log.NNeg, pools[t].nNeg)
+	}
+	f.Training["n_pos"] = joinInts(log.NPos)
+	f.Training["n_neg"] = joinInts(log.NNeg)
+	f.Training["norm_preserve"] = strconv.FormatBool(cfg.NormPreserve)
+	switch cfg.Method {
+	case MethodMeanDiff, MethodPCA:
+		if err := baseline(ctx, data, pools, d, cfg, f, log); err != nil {
+			return nil, nil, fmt.Errorf("train: %w", err)
+		}
+		return f, log, nil
+	}
+	if err := trainMATSteer(ctx, data, pools, d, cfg, init, f, log); err != nil {
+		return nil, nil, fmt.Errorf("train: %w", err)
+	}
+	return f, log, nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func fmtF(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// cycler hands out indices of a pool in shuffled order, reshuffling when
+// the pool is used up.
+type cycler struct {
+	perm []int
+	next int
+}
+
+func newCycler(n int, rng *rand.Rand) *cycler {
+	c := &cycler{perm: make([]int, n)}
+	for i := range c.perm {
+		c.perm[i] = i
+	}
+	c.shuffle(rng)
+	return c
+}
+
+func (c *cycler) shuffle(rng *rand.Rand) {
+	rng.Shuffle(len(c.perm), func(i, j int) { c.perm[i], c.perm[j] = c.perm[j], c.perm[i] })
+	c.next = 0
+}
+
+func (c *cycler) take(k int, rng *rand.Rand) []int {
+	if c.next+k > len(c.perm) {
+		c.shuffle(rng)
+	}
+	s := c.perm[c.next : c.next+k]
+	c.next += k
+	return s
+}
+
+// sample draws k distinct indices uniformly (a partial Fisher–Yates shuffle
+// of c.perm, which stays a permutation).
+func (c *cycler) sample(k int, rng *rand.Rand) []int {
+	n := len(c.perm)
+	for i := 0; i < k; i++ {
+		j := i + rng.IntN(n-i)
+		c.perm[i], c.perm[j] = c.perm[j], c.perm[i]
+	}
+	return c.perm[:k]
+}
+
+func gather(dst, src []float64, idx []int, d int) []float64 {
+	dst = grow(dst, len(idx)*d)
+	for i, r := range idx {
+		copy(dst[i*d:(i+1)*d], src[r*d:(r+1)*d])
+	}
+	return dst
+}
+
+// splitDev moves a seeded random fraction of each pool into a dev pool.
+func splitDev(pools []pool, names []string, d int, frac float64, rng *rand.Rand) (train, dev []pool, err error) {
+	take := func(rows []float64, n int, what, name string) ([]float64, []float64, error) {
+		k := int(math.Round(frac * float64(n)))
+		if k < 1 || n-k < 1 {
+			return nil, nil, fmt.Errorf("attribute %q: %d %s rows are too few for a dev fraction of %v", name, n, what, frac)
+		}
+		perm := rng.Perm(n)
+		devRows := make([]float64, 0, k*d)
+		trainRows := make([]float64, 0, (n-k)*d)
+		for i, r := range perm {
+			if i < k {
+				devRows = append(devRows, rows[r*d:(r+1)*d]...)
+			} else {
+				trainRows = append(trainRows, rows[r*d:(r+1)*d]...)
+			}
+		}
+		return trainRows, devRows, nil
+	}
+	for t, p := range pools {
+		var tp, dp pool
+		if tp.pos, dp.pos, err = take(p.pos, p.nPos, "positive", names[t]); err != nil {
+			return nil, nil, err
+		}
+		if tp.neg, dp.neg, err = take(p.neg, p.nNeg, "negative", names[t]); err != nil {
+			return nil, nil, err
+		}
+		tp.nPos, tp.nNeg = len(tp.pos)/d, len(tp.neg)/d
+		dp.nPos, dp.nNeg = len(dp.pos)/d, len(dp.neg)/d
+		train = append(train, tp)
+		dev = append(dev, dp)
+	}
+	return train, dev, nil
+}
+
+// maxDevBatches bounds the fixed dev batches evaluated after each epoch.
+const maxDevBatches = 16
+
+func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d int, cfg TrainConfig, init *params, f *File, log *TrainLog) error {
+	T := len(pools)
+	names := log.Attributes
+	reference := cfg.Mode == ModeReference
+	var devPools []pool
+	if cfg.DevFraction > 0 {
+		var err error
+		if pools, devPools, err = splitDev(pools, names, d, cfg.DevFraction, newRand(cfg.Seed, streamDev)); err != nil {
+			return err
+		}
+	}
+
+	// Kernel bandwidth(s) and the underflow check.
+	var all [][]float64
+	for _, p := range pools {
+		all = append(all, p.pos, p.neg)
+	}
+	sigmas, ks, err := resolveSigmas(cfg.Sigma, sampleDistances(all, d, newRand(cfg.Seed, streamSigma)))
+	if err != nil {
+		return err
+	}
+	if w := kernelWarning(cfg.Sigma, sigmas, ks); w != "" {
+		log.Warnings = append(log.Warnings, w)
+	}
+
+	minRows := math.MaxInt
+	for _, p := range pools {
+		minRows = min(minRows, p.nPos, p.nNeg)
+	}
+	stepsPerEpoch := (minRows + cfg.Batch - 1) / cfg.Batch
+
+	p := newParams(T, d)
+	if init != nil {
+		copy(p.v, init.v)
+	} else {
+		rng := newRand(cfg.Seed, streamInit)
+		for i := range p.theta() {
+			p.theta()[i] = rng.NormFloat64()
+		}
+		bound := 1 / math.Sqrt(float64(d))
+		for t := 0; t < T; t++ {
+			for i := range p.wT(t) {
+				p.wT(t)[i] = (2*rng.Float64() - 1) * bound
+			}
+			p.b()[t] = (2*rng.Float64() - 1) * bound
+		}
+	}
+
+	o := &objective{reference: reference, sigmas: sigmas, lambdaPos: cfg.LambdaPos, lambdaSparse: cfg.LambdaSparse, lambdaOrtho: cfg.LambdaOrtho, normPreserve: cfg.NormPreserve}
+	opt := newAdam(len(p.v), cfg.LR)
+	grad := make([]float64, len(p.v))
+	batches := make([]attrBatch, T)
+	work := make([]attrWork, T)
+	rng := newRand(cfg.Seed, streamBatches)
+	posC, negC, mmdC := make([]*cycler, T), make([]*cycler, T), make([]*cycler, T)
+	for t, pl := range pools {
+		posC[t], negC[t], mmdC[t] = newCycler(pl.nPos, rng), newCycler(pl.nNeg, rng), newCycler(pl.nPos, rng)
+		batches[t].attr = t
+	}
+
+	// Fixed dev batches.
+	var devBatches [][]attrBatch
+	if devPools != nil {
+		drng := newRand(cfg.Seed, streamDev+100)
+		minDev := math.MaxInt
+		for _, dp := range devPools {
+			minDev = min(minDev, dp.nPos, dp.nNeg)
+		}
+		n := min(maxDevBatches, (minDev+cfg.Batch-1)/cfg.Batch)
+		dpc, dnc, dmc := make([]*cycler, T), make([]*cycler, T), make([]*cycler, T)
+		for t, dp := range devPools {
+			dpc[t], dnc[t], dmc[t] = newCycler(dp.nPos, drng), newCycler(dp.nNeg, drng), newCycler(dp.nPos, drng)
+		}
+		for k := 0; k < n; k++ {
+			bs := make([]attrBatch, T)
+			for t, dp := range devPools {
+				bp, bn := min(cfg.Batch, dp.nPos), min(cfg.Batch, dp.nNeg)
+				bs[t].attr = t
+				bs[t].pos = gather(nil, dp.pos, dpc[t].take(bp, drng), d)
+				bs[t].neg = gather(nil, dp.neg, dnc[t].take(bn, drng), d)
+				if reference {
+					bs[t].mmdPos = gather(nil, dp.pos, dmc[t].sample(bp, drng), d)
+				} else {
+					bs[t].mmdPos = bs[t].pos
+				}
+			}
+			devBatches = append(devBatches, bs)
+		}
+	}
+	devWork := make([]attrWork, T)
+	devGrad := make([]float64, len(p.v))
+	evalDev := func() LossTerms {
+		var sum LossTerms
+		for _, bs := range devBatches {
+			sum.add(o.lossGrad(p, bs, devWork, devGrad), 1/float64(len(devBatches)))
+		}
+		return sum
+	}
+
+	// Workers for the per-attribute part of a step.
+	workers := cfg.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, T)
+	var nrm norms
+	jobs := make(chan int)
+	done := make(chan struct{})
+	defer close(jobs)
+	if workers > 1 {
+		for i := 0; i < workers; i++ {
+			go func() {
+				for t := range jobs {
+					o.attrLossGrad(p, &batches[t], nrm, &work[t])
+					done <- struct{}{}
+				}
+			}()
+		}
+	}
+
+	log.Mode = cfg.Mode
+	log.Sigma = cfg.Sigma.String()
+	log.SigmaValues = sigmas
+	log.MedianDistance = ks.Median
+	log.KernelUnderflow = ks.Underflow
+	log.MedianKernel = ks.MedianK
+	log.EpochsConfigured = cfg.Epochs
+	log.StepsPerEpoch = stepsPerEpoch
+	log.Batch = cfg.Batch
+	log.LR = cfg.LR
+	log.LambdaPos, log.LambdaSparse, log.LambdaOrtho = cfg.LambdaPos, cfg.LambdaSparse, cfg.LambdaOrtho
+	log.DevFraction, log.Patience = cfg.DevFraction, cfg.Patience
+
+	bar := (*progress.Bar)(nil)
+	if cfg.Progress != nil {
+		bar = progress.New(cfg.Progress, int64(cfg.Epochs*stepsPerEpoch), "train", "step")
+		defer bar.Finish()
+	}
+
+	best := math.Inf(1)
+	bestParams := make([]float64, len(p.v))
+	bad := 0
+	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+		var sum LossTerms
+		kZero, kPair := 0, 0
+		for step := 0; step < stepsPerEpoch; step++ {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("epoch %d: %w", epoch, err)
+			}
+			for t, pl := range pools {
+				bp, bn := min(cfg.Batch, pl.nPos), min(cfg.Batch, pl.nNeg)
+				b := &batches[t]
+				b.pos = gather(b.pos, pl.pos, posC[t].take(bp, rng), d)
+				b.neg = gather(b.neg, pl.neg, negC[t].take(bn, rng), d)
+				if reference {
+					b.mmdPos = gather(b.mmdPos, pl.pos, mmdC[t].sample(bp, rng), d)
+				} else {
+					b.mmdPos = b.pos
+				}
+			}
+			nrm = o.stepNorms(batches, d, T)
+			if workers > 1 {
+				for t := 0; t < T; t++ {
+					jobs <- t
+				}
+				for t := 0; t < T; t++ {
+					<-done
+				}
+			} else {
+				for t := 0; t < T; t++ {
+					o.attrLossGrad(p, &batches[t], nrm, &work[t])
+				}
+			}
+			lt := o.combine(p, work, nrm, grad)
+			if !isFinite(lt.Total) || !allFinite(grad) {
+				return fmt.Errorf("epoch %d step %d: the loss or its gradient is not finite (loss %v); lower --lr or check the data scale", epoch, step+1, lt.Total)
+			}
+			opt.update(p.v, grad)
+			sum.add(lt, 1/float64(stepsPerEpoch))
+			for t := range work {
+				kZero += work[t].kZero
+				kPair += work[t].kPair
+			}
+			bar.Add(1)
+		}
+		el := EpochLog{Epoch: epoch, Train: sum}
+		if kPair > 0 {
+			el.KernelZeroFraction = float64(kZero) / float64(kPair)
+		}
+		status := fmt.Sprintf("ep %d/%d loss %.4g mmd %.4g pos %.4g sparse %.4g ortho %.4g", epoch, cfg.Epochs, sum.Total, sum.MMD, sum.Pos, sum.Sparse, sum.Ortho)
+		stop := false
+		if devBatches != nil {
+			dl := evalDev()
+			el.Dev = &dl
+			status += fmt.Sprintf(" dev %.4g", dl.Total)
+			if dl.Total < best {
+				best = dl.Total
+				copy(bestParams, p.v)
+				log.BestEpoch = epoch
+				bad = 0
+			} else if bad++; cfg.Patience > 0 && bad >= cfg.Patience {
+				stop = true
+			}
+		}
+		log.Epochs = append(log.Epochs, el)
+		bar.SetStatus(status)
+		if stop {
+			log.StoppedEarly = true
+			break
+		}
+	}
+	last := log.Epochs[len(log.Epochs)-1]
+	final := last
+	if cfg.Patience > 0 && log.BestEpoch > 0 {
+		copy(p.v, bestParams)
+		final = log.Epochs[log.BestEpoch-1]
+	}
+	if last.KernelZeroFraction >= 0.5 {
+		log.Warnings = append(log.Warnings, fmt.Sprintf("in the last epoch %.1f%% of the off-diagonal kernel values in the MMD batches were exactly 0 (sigma %s): the MMD term gave (almost) no gradient", 100*last.KernelZeroFraction, fmtList(sigmas)))
+	}
+	log.Final = final.Train
+	log.FinalDev = final.Dev
+	log.EpochsRun = len(log.Epochs)
+
+	for t, a := range data {
+		at := Attribute{Name: a.Name, Theta: append([]float64(nil), p.thetaT(t)...)}
+		if cfg.Method == MethodMATSteer {
+			at.Gated = true
+			at.GateW = append([]float64(nil), p.wT(t)...)
+			at.GateB = p.b()[t]
+		}
+		f.Attributes = append(f.Attributes, at)
+	}
+	tr := f.Training
+	tr["mode"] = cfg.Mode
+	tr["sigma"] = cfg.Sigma.String()
+	tr["sigma_values"] = fmtList(sigmas)
+	tr["median_distance"] = fmtF(ks.Median)
+	tr["lambda_mmd"] = "1"
+	tr["lambda_pos"] = fmtF(cfg.LambdaPos)
+	tr["lambda_sparse"] = fmtF(cfg.LambdaSparse)
+	tr["lambda_ortho"] = fmtF(cfg.LambdaOrtho)
+	tr["lr"] = fmtF(cfg.LR)
+	tr["optimizer"] = "adam(beta1=0.9,beta2=0.999,eps=1e-8)"
+	tr["init"] = "theta~N(0,I); gate_w,gate_b~U(-1/sqrt(d),1/sqrt(d))"
+	tr["epochs"] = strconv.Itoa(cfg.Epochs)
+	tr["epochs_run"] = strconv.Itoa(log.EpochsRun)
+	tr["steps_per_epoch"] = strconv.Itoa(stepsPerEpoch)
+	tr["batch"] = strconv.Itoa(cfg.Batch)
+	tr["seed"] = strconv.FormatUint(cfg.Seed, 10)
+	tr["dev_fraction"] = fmtF(cfg.DevFraction)
+	tr["patience"] = strconv.Itoa(cfg.Patience)
+	if log.BestEpoch > 0 {
+		tr["best_epoch"] = strconv.Itoa(log.BestEpoch)
+	}
+	putLoss(tr, "loss.", final.Train)
+	if final.Dev != nil {
+		putLoss(tr, "dev_loss.", *final.Dev)
+	}
+	return nil
+}
+
+func putLoss(m map[string]string, prefix string, l LossTerms) {
+	m[prefix+"total"] = fmtF(l.Total)
+	m[prefix+"mmd"] = fmtF(l.MMD)
+	m[prefix+"pos"] = fmtF(l.Pos)
+	m[prefix+"sparse"] = fmtF(l.Sparse)
+	m[prefix+"ortho"] = fmtF(l.Ortho)
+}
+
+func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+func allFinite(v []float64) bool {
+	return isFinite(floats.Sum(v)) || firstNonFinite(v) < 0
+}
