@@ -36,7 +36,6 @@ type TrainConfig struct {
 	Seed         uint64
 	NormPreserve bool
 
-
 	// DevFraction holds out this fraction of every pool for a dev loss
 	// evaluated after each epoch; with Patience > 0 training stops after
 	// Patience epochs without a better dev loss and the best parameters are
