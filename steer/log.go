@@ -14,7 +14,7 @@ import (
 
 // EpochLog is one epoch of training: the mean loss terms over its steps, the
 // dev loss when there is a dev split, and the fraction of off-diagonal MMD
-// kernel entries (widest bandwidth) that were exactly zero.
+// kernel entries (widest bandwidth) below 1e-38 (0 in float32).
 type EpochLog struct {
 	Epoch              int        `json:"epoch"`
 	Train              LossTerms  `json:"train"`

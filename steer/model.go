@@ -83,7 +83,7 @@ type attrWork struct {
 	grad         []float64 // gradient contribution (len params)
 	mmd          float64   // MMD² of this attribute (unweighted)
 	pos, sparse  float64   // reduced gate penalties (before λ)
-	kZero, kPair int       // off-diagonal kernel entries that are exactly 0, and their count
+	kZero, kPair int       // off-diagonal kernel entries below kernelTiny, and their count
 }
 
 func grow(s []float64, n int) []float64 {
@@ -140,6 +140,11 @@ func rowSqNorms(dst, x []float64, n, d int) {
 	}
 }
 
+// kernelTiny is the kernel value below which a pair counts as vanished: it
+// is below float32's smallest normal number, so it underflows to 0 in the
+// official (float32) code, and it carries no usable gradient here.
+const kernelTiny = 1e-38
+
 // kernelSum returns Σ exp(−γ·dist²) over an n×m block given squared norms
 // and the Gram matrix, and optionally accumulates coef·k into acc (transposed
 // when trans is set: acc[j*n+i]). diag marks a square block whose diagonal
@@ -159,7 +164,7 @@ func kernelSum(gram, n1, n2 []float64, gamma float64, diag bool, acc []float64, 
 					d2 = 0
 				}
 				k = math.Exp(-gamma * d2)
-				if k == 0 && zero != nil {
+				if k < kernelTiny && zero != nil {
 					*zero++
 				}
 			}

@@ -138,7 +138,7 @@ func (s Sigma) String() string {
 // the chosen bandwidths behave on it.
 type kernelScale struct {
 	Median    float64 // median pairwise distance
-	Underflow float64 // fraction of pairs whose summed kernel is exactly 0
+	Underflow float64 // fraction of pairs whose summed kernel is below kernelTiny
 	MedianK   float64 // median of the summed kernel over pairs
 }
 
@@ -214,7 +214,7 @@ func resolveSigmas(s Sigma, dists []float64) ([]float64, kernelScale, error) {
 			for _, sg := range sig {
 				kv[i] += math.Exp(-d * d / (2 * sg * sg))
 			}
-			if kv[i] == 0 {
+			if kv[i] < kernelTiny {
 				zero++
 			}
 		}
@@ -230,7 +230,7 @@ func kernelWarning(s Sigma, sig []float64, ks kernelScale) string {
 		return ""
 	}
 	return fmt.Sprintf("kernel bandwidth sigma=%s (%s) is small for these activations: median pairwise distance %.4g, "+
-		"%.1f%% of off-diagonal kernel values underflow to 0, median kernel value %.3g; the MMD term is then nearly "+
+		"%.1f%% of off-diagonal kernel values are below 1e-38 (0 in float32), median kernel value %.3g; the MMD term is then nearly "+
 		"constant and gives almost no gradient, so training is driven by the gate penalties alone. "+
 		"Use --sigma median or --sigma multi (or a fixed sigma near the median distance)",
 		s, fmtList(sig), ks.Median, 100*ks.Underflow, ks.MedianK)

@@ -550,7 +550,7 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 		final = log.Epochs[log.BestEpoch-1]
 	}
 	if last.KernelZeroFraction >= 0.5 {
-		log.Warnings = append(log.Warnings, fmt.Sprintf("in the last epoch %.1f%% of the off-diagonal kernel values in the MMD batches were exactly 0 (sigma %s): the MMD term gave (almost) no gradient", 100*last.KernelZeroFraction, fmtList(sigmas)))
+		log.Warnings = append(log.Warnings, fmt.Sprintf("in the last epoch %.1f%% of the off-diagonal kernel values in the MMD batches were below 1e-38, i.e. underflowed (sigma %s): the MMD term gave (almost) no gradient", 100*last.KernelZeroFraction, fmtList(sigmas)))
 	}
 	log.Final = final.Train
 	log.FinalDev = final.Dev
