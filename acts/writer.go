@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Writer streams rows into a new activation file. It is not safe for
@@ -50,6 +52,8 @@ func Create(path string, meta Meta) (*Writer, error) {
 	if err := meta.Validate(); err != nil {
 		return nil, fmt.Errorf("acts: create %s: %w", path, err)
 	}
+	meta.Attributes = slices.Clone(meta.Attributes) // the caller may reuse its own
+	meta.Extra = maps.Clone(meta.Extra)
 	md := meta.metadata()
 	// Reserve room for the largest header this metadata can need: the same
 	// header with every number at its maximum width.

@@ -17,7 +17,9 @@ var jsonlKeys = map[string]bool{"attribute": true, "label": true, "prompt": true
 
 // LoadJSONL loads generic labelled examples (see the package documentation
 // for the line format). It checks every line on its own; CheckExamples
-// checks the set (both classes per attribute). SampleID is the line number.
+// checks the set (both classes per attribute). SampleID is
+// SampleID("{file base name}:{line}", 0), so examples from files with
+// different names never share one.
 func LoadJSONL(path string) ([]Example, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -40,7 +42,7 @@ func parseJSONL(r io.Reader, name string) ([]Example, error) {
 			lineErr = fmt.Errorf("jsonl: %s: %v", src, err)
 			return lineErr
 		}
-		ex.SampleID = int64(n)
+		ex.SampleID = SampleID(fmt.Sprintf("%s:%d", base, n), 0)
 		ex.Source = src
 		if ex.ItemID == "" {
 			ex.ItemID = fmt.Sprintf("%s:%d", base, n)

@@ -31,9 +31,9 @@ func TestLoadJSONL(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Example{
-		{Attribute: "politeness", Label: 1, Prompt: "Say hi.", Response: " Hello there!", SampleID: 1, ItemID: "ex.jsonl:1", Source: p + ":1"},
-		{Attribute: "politeness", Label: 0, Prompt: "Go away.", SampleID: 3, ItemID: "7", Source: p + ":3"},
-		{Attribute: "politeness", Label: 1, Response: "Thanks!", SampleID: 5, ItemID: "pair-1", Source: p + ":5"},
+		{Attribute: "politeness", Label: 1, Prompt: "Say hi.", Response: " Hello there!", SampleID: SampleID("ex.jsonl:1", 0), ItemID: "ex.jsonl:1", Source: p + ":1"},
+		{Attribute: "politeness", Label: 0, Prompt: "Go away.", SampleID: SampleID("ex.jsonl:3", 0), ItemID: "7", Source: p + ":3"},
+		{Attribute: "politeness", Label: 1, Response: "Thanks!", SampleID: SampleID("ex.jsonl:5", 0), ItemID: "pair-1", Source: p + ":5"},
 	}
 	if len(ex) != len(want) {
 		t.Fatalf("%d examples, want %d: %+v", len(ex), len(want), ex)
