@@ -51,11 +51,7 @@ Several --data flags may be given; their examples are extracted into one file.`,
 func loadExamples(c *cli.Context) ([]datasets.Example, error) {
 	var all []datasets.Example
 	for _, path := range c.StringSlice("data") {
-		ex, err := datasets.LoadExamples(path, c.String("format"))
-		if err != nil {
-			return nil, err
-		}
-		ex, err = selectSplit(ex, path, c.String("split"), c.Uint64("split-seed"))
+		ex, err := datasets.LoadSplitExamples(path, c.String("format"), c.String("split"), c.Uint64("split-seed"))
 		if err != nil {
 			return nil, err
 		}
@@ -65,29 +61,6 @@ func loadExamples(c *cli.Context) ([]datasets.Example, error) {
 		all = append(all, ex...)
 	}
 	return all, nil
-}
-
-func selectSplit(ex []datasets.Example, path, split string, seed uint64) ([]datasets.Example, error) {
-	if split == "all" || split == "" {
-		return ex, nil
-	}
-	task := datasets.TaskJSONL
-	if len(ex) > 0 && ex[0].ItemID != "" {
-		if i := strings.IndexByte(ex[0].ItemID, '/'); i > 0 {
-			task = ex[0].ItemID[:i]
-		}
-	}
-	f := datasets.DefaultSplit(task)
-	tr, dv, te := datasets.SplitExamples(ex, f.Train, f.Dev, f.Test, seed)
-	switch split {
-	case "train":
-		return tr, nil
-	case "dev":
-		return dv, nil
-	case "test":
-		return te, nil
-	}
-	return nil, fmt.Errorf("--split %q: want train, dev, test or all", split)
 }
 
 func runExtract(c *cli.Context) error {

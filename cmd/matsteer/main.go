@@ -43,6 +43,7 @@ Typical workflow:
 		Commands: []*cli.Command{
 			generateCommand(),
 			modelCommand(),
+			extractCommand(),
 		},
 	}
 }

