@@ -73,7 +73,8 @@ type attrWork struct {
 	zn, gn, gzn  []float64 // bn×T gate logits/gates/∂z of negatives
 	zp, gzp      []float64 // bp×T positives
 	u, yt        []float64 // bn×d pre-normalisation and steered negatives
-	gy, gu       []float64 // bn×d gradients
+	cy, cx       []float64 // T×bn, T×nm coefficients of ∂θ
+	yth, xth     []float64 // bn×T, nm×T projections on θ
 	ra, nu, cs   []float64 // bn norms and scale
 	nx, ny       []float64 // squared row norms
 	gxx, gyy     []float64 // Gram matrices
@@ -129,6 +130,17 @@ func matTNAdd(c, a, b []float64, m, n, k int) {
 			if v := a[l*k+i]; v != 0 {
 				floats.AddScaled(c[i*n:(i+1)*n], v, bl)
 			}
+		}
+	}
+}
+
+// gramSym sets C (n×n) = X Xᵀ, computing each pair once.
+func gramSym(c, x []float64, n, d int) {
+	for i := 0; i < n; i++ {
+		xi := x[i*d : (i+1)*d]
+		for j := i; j < n; j++ {
+			v := floats.Dot(xi, x[j*d:(j+1)*d])
+			c[i*n+j], c[j*n+i] = v, v
 		}
 	}
 }
@@ -225,6 +237,19 @@ func (o *objective) stepNorms(batches []attrBatch, d, T int) norms {
 	return n
 }
 
+// stepNormsCounts is stepNorms from the selected row counts.
+func (o *objective) stepNormsCounts(sel []selection, T int) norms {
+	if !o.reference {
+		return norms{1, 1, 1}
+	}
+	nPos, nNeg := 0, 0
+	for _, s := range sel {
+		nPos += len(s.pos)
+		nNeg += len(s.neg)
+	}
+	return norms{mmd: 1 / float64(len(sel)), pos: 1 / float64(nPos*T), sparse: 1 / float64(nNeg*T)}
+}
+
 // attrLossGrad computes one attribute's loss terms and its gradient
 // contribution (already weighted by λ and the reductions) into w.grad.
 func (o *objective) attrLossGrad(p params, bt *attrBatch, nrm norms, w *attrWork) {
@@ -269,11 +294,15 @@ func (o *objective) attrLossGrad(p params, bt *attrBatch, nrm norms, w *attrWork
 	// MMD²(mmdPos, yt) and its gradient with respect to yt.
 	x, y := bt.mmdPos, w.yt
 	w.nx, w.ny = grow(w.nx, nm), grow(w.ny, bn)
-	rowSqNorms(w.nx, x, nm, d)
-	rowSqNorms(w.ny, y, bn, d)
 	w.gxx, w.gyy, w.gxy = grow(w.gxx, nm*nm), grow(w.gyy, bn*bn), grow(w.gxy, nm*bn)
-	matNT(w.gxx, 0, x, x, nm, nm, d)
-	matNT(w.gyy, 0, y, y, bn, bn, d)
+	gramSym(w.gxx, x, nm, d)
+	gramSym(w.gyy, y, bn, d)
+	for i := range w.nx {
+		w.nx[i] = w.gxx[i*nm+i]
+	}
+	for i := range w.ny {
+		w.ny[i] = w.gyy[i*bn+i]
+	}
 	matNT(w.gxy, 0, x, y, nm, bn, d)
 	w.a, w.bm = grow(w.a, bn*bn), grow(w.bm, bn*nm)
 	clear(w.a)
@@ -305,34 +334,73 @@ func (o *objective) attrLossGrad(p params, bt *attrBatch, nrm norms, w *attrWork
 		w.rsA[i] = floats.Sum(w.a[i*bn : (i+1)*bn])
 		w.rsB[i] = floats.Sum(w.bm[i*nm : (i+1)*nm])
 	}
-	// ∂MMD/∂y_i = Σ_j A_ij (y_j − y_i) + Σ_p B_ip (y_i − x_p)
-	w.gy = grow(w.gy, bn*d)
-	clear(w.gy)
-	matNNAdd(w.gy, 1, w.a, y, bn, d, bn)
-	matNNAdd(w.gy, -1, w.bm, x, bn, d, nm)
+	// Gradient of the MMD with respect to the steered rows y_i:
+	//   ∂/∂y_i = Σ_j A_ij y_j − Σ_p B_ip x_p + r_i y_i,  r_i = Σ_p B_ip − Σ_j A_ij,
+	// and through ã = c·u (c = ‖a‖/(‖u‖+ε)) to u:
+	//   ∂/∂u_i = c_i ∂/∂y_i − s_i u_i,  s_i = (∂/∂y_i·u_i)·‖a_i‖/((‖u_i‖+ε)²‖u_i‖).
+	// With u_i = y_i/c_i this is ∂/∂u_i = Σ_j P_ij y_j − Σ_p Q_ip x_p with
+	// P = diag(c)(A + diag(r)) − diag(s/c) and Q = diag(c)·B. Every dot product
+	// it needs is already in the Gram matrices, so P and Q overwrite A and B
+	// and the d-dimensional work is only T·(bn+nm) vector updates.
+	wm := nrm.mmd
+	P, Q := w.a, w.bm
 	for i := 0; i < bn; i++ {
-		floats.AddScaled(w.gy[i*d:(i+1)*d], w.rsB[i]-w.rsA[i], y[i*d:(i+1)*d])
-	}
-	floats.Scale(nrm.mmd, w.gy)
-
-	// Back through norm preservation: ã = c·u, c = r/(‖u‖+ε).
-	w.gu = grow(w.gu, bn*d)
-	if o.normPreserve {
-		for i := 0; i < bn; i++ {
-			gyi, ui, gui := w.gy[i*d:(i+1)*d], w.u[i*d:(i+1)*d], w.gu[i*d:(i+1)*d]
-			floats.ScaleTo(gui, w.cs[i], gyi)
+		pi, qi := P[i*bn:(i+1)*bn], Q[i*nm:(i+1)*nm]
+		r := w.rsB[i] - w.rsA[i]
+		ci, diag := 1.0, 0.0
+		if o.normPreserve {
+			ci = w.cs[i]
+			if ci == 0 { // a zero row stays zero: no gradient
+				clear(pi)
+				clear(qi)
+				continue
+			}
 			if n := w.nu[i]; n > 0 {
+				// q = ∂/∂y_i · u_i, using u_i·v = (y_i·v)/c_i.
+				q := r * w.gyy[i*bn+i]
+				for j, a := range pi {
+					q += a * w.gyy[i*bn+j]
+				}
+				for p, b := range qi {
+					q -= b * w.gxy[p*bn+i]
+				}
+				q *= wm / ci
 				den := n + trainEps
-				floats.AddScaled(gui, -floats.Dot(gyi, ui)*w.ra[i]/(den*den*n), ui)
+				diag = -q * w.ra[i] / (den * den * n) / ci
 			}
 		}
-	} else {
-		copy(w.gu, w.gy)
+		f := wm * ci
+		floats.Scale(f, pi)
+		floats.Scale(f, qi)
+		pi[i] += f*r + diag
 	}
-	// u = y0 + Σ_t g_t θ_t
-	matTNAdd(gTheta, w.gn, w.gu, bn, d, T)
+	// ∂θ_t = Σ_i g_it ∂/∂u_i = Σ_j (GᵀP)_tj y_j − Σ_p (GᵀQ)_tp x_p
+	w.cy, w.cx = grow(w.cy, T*bn), grow(w.cx, T*nm)
+	clear(w.cy)
+	clear(w.cx)
+	matTNAdd(w.cy, w.gn, P, bn, bn, T)
+	matTNAdd(w.cx, w.gn, Q, bn, nm, T)
+	for t := 0; t < T; t++ {
+		gt := gTheta[t*d : (t+1)*d]
+		for j := 0; j < bn; j++ {
+			if v := w.cy[t*bn+j]; v != 0 {
+				floats.AddScaled(gt, v, y[j*d:(j+1)*d])
+			}
+		}
+		for p := 0; p < nm; p++ {
+			if v := w.cx[t*nm+p]; v != 0 {
+				floats.AddScaled(gt, -v, x[p*d:(p+1)*d])
+			}
+		}
+	}
+	// ∂g_it = ∂/∂u_i · θ_t = Σ_j P_ij (y_j·θ_t) − Σ_p Q_ip (x_p·θ_t)
+	w.yth, w.xth = grow(w.yth, bn*T), grow(w.xth, nm*T)
+	matNT(w.yth, 0, y, theta, bn, T, d)
+	matNT(w.xth, 0, x, theta, nm, T, d)
 	w.gzn = grow(w.gzn, bn*T)
-	matNT(w.gzn, 0, w.gu, theta, bn, T, d)
+	clear(w.gzn)
+	matNNAdd(w.gzn, 1, P, w.yth, bn, T, bn)
+	matNNAdd(w.gzn, -1, Q, w.xth, bn, T, nm)
 	w.sparse = 0
 	for i := 0; i < bn; i++ {
 		for t := 0; t < T; t++ {

@@ -329,6 +329,9 @@ func splitDev(pools []pool, names []string, d int, frac float64, rng *rand.Rand)
 	return train, dev, nil
 }
 
+// selection is the row indices of one attribute's batch.
+type selection struct{ pos, neg, mmd []int }
+
 // maxDevBatches bounds the fixed dev batches evaluated after each epoch.
 const maxDevBatches = 16
 
@@ -431,21 +434,35 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 		return sum
 	}
 
+	// runAttr gathers attribute t's rows and computes its share of the step.
+	sel := make([]selection, T)
+	var nrm norms
+	runAttr := func(t int) {
+		b, pl := &batches[t], &pools[t]
+		b.pos = gather(b.pos, pl.pos, sel[t].pos, d)
+		b.neg = gather(b.neg, pl.neg, sel[t].neg, d)
+		if reference {
+			b.mmdPos = gather(b.mmdPos, pl.pos, sel[t].mmd, d)
+		} else {
+			b.mmdPos = b.pos
+		}
+		o.attrLossGrad(p, b, nrm, &work[t])
+	}
+
 	// Workers for the per-attribute part of a step.
 	workers := cfg.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	workers = min(workers, T)
-	var nrm norms
-	jobs := make(chan int)
-	done := make(chan struct{})
+	jobs := make(chan int, T)
+	done := make(chan struct{}, T)
 	defer close(jobs)
 	if workers > 1 {
 		for i := 0; i < workers; i++ {
 			go func() {
 				for t := range jobs {
-					o.attrLossGrad(p, &batches[t], nrm, &work[t])
+					runAttr(t)
 					done <- struct{}{}
 				}
 			}()
@@ -481,18 +498,16 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("epoch %d: %w", epoch, err)
 			}
+			// Draw the rows here (one random stream); the workers gather them.
 			for t, pl := range pools {
 				bp, bn := min(cfg.Batch, pl.nPos), min(cfg.Batch, pl.nNeg)
-				b := &batches[t]
-				b.pos = gather(b.pos, pl.pos, posC[t].take(bp, rng), d)
-				b.neg = gather(b.neg, pl.neg, negC[t].take(bn, rng), d)
+				sel[t].pos = append(sel[t].pos[:0], posC[t].take(bp, rng)...)
+				sel[t].neg = append(sel[t].neg[:0], negC[t].take(bn, rng)...)
 				if reference {
-					b.mmdPos = gather(b.mmdPos, pl.pos, mmdC[t].sample(bp, rng), d)
-				} else {
-					b.mmdPos = b.pos
+					sel[t].mmd = append(sel[t].mmd[:0], mmdC[t].sample(bp, rng)...)
 				}
 			}
-			nrm = o.stepNorms(batches, d, T)
+			nrm = o.stepNormsCounts(sel, T)
 			if workers > 1 {
 				for t := 0; t < T; t++ {
 					jobs <- t
@@ -502,7 +517,7 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 				}
 			} else {
 				for t := 0; t < T; t++ {
-					o.attrLossGrad(p, &batches[t], nrm, &work[t])
+					runAttr(t)
 				}
 			}
 			lt := o.combine(p, work, nrm, grad)

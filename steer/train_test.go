@@ -146,12 +146,14 @@ func TestTrainRecoversShiftedRows(t *testing.T) {
 
 func TestTrainDeterministic(t *testing.T) {
 	data, _ := synthData(5)
+	third, _ := synthAttr(rand.New(rand.NewPCG(1, 1)), "bias", 8, 50, 60, make([]float64, 8), []int{7}, 1, 0.5)
+	data = append(data, third) // T=3 with 2 workers exercises the job queue
 	cfg := DefaultTrainConfig()
 	cfg.Epochs = 3
 	cfg.Site = "l_out"
 	cfg.Sigma = MultiSigma()
 	var files [][]byte
-	for _, workers := range []int{1, 2, 3} {
+	for _, workers := range []int{1, 2, 3, 8} {
 		cfg.Workers = workers
 		f, _, err := Train(context.Background(), data, cfg)
 		if err != nil {
