@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
+	"strings"
 
 	"gonum.org/v1/gonum/blas/blas32"
 )
@@ -217,4 +219,40 @@ func (a *Applier) Apply(rows []float32, gates []float32, deltaNorms []float32) {
 			deltaNorms[r] = float32(math.Sqrt(dn))
 		}
 	}
+}
+
+// ParseStrengths parses per-attribute strengths given as "name=value"
+// entries; an entry may hold several comma-separated pairs
+// ("truthfulqa=1.5,toxigen=0"). Values are checked like ApplyOptions
+// strengths; names are checked against a file by NewApplier.
+func ParseStrengths(entries []string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, e := range entries {
+		for _, pair := range strings.Split(e, ",") {
+			pair = strings.TrimSpace(pair)
+			if pair == "" {
+				continue
+			}
+			name, val, ok := strings.Cut(pair, "=")
+			if !ok {
+				return nil, fmt.Errorf("strength %q: want name=value", pair)
+			}
+			name = strings.TrimSpace(name)
+			if err := ValidAttributeName(name); err != nil {
+				return nil, fmt.Errorf("strength %q: %w", pair, err)
+			}
+			v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			if err != nil {
+				return nil, fmt.Errorf("strength %q: %q is not a number", pair, val)
+			}
+			if err := checkStrength(fmt.Sprintf("attribute %q", name), v); err != nil {
+				return nil, err
+			}
+			if _, dup := out[name]; dup {
+				return nil, fmt.Errorf("strength for %q given twice", name)
+			}
+			out[name] = v
+		}
+	}
+	return out, nil
 }

@@ -208,3 +208,18 @@ func TestApplyDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Apply allocates %v times per call", n)
 	}
 }
+
+func TestParseStrengths(t *testing.T) {
+	got, err := ParseStrengths([]string{"truth=1.5", "tox=0, bias=2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got["truth"] != 1.5 || got["tox"] != 0 || got["bias"] != 2 {
+		t.Fatalf("got %v", got)
+	}
+	for _, bad := range []string{"truth", "truth=x", "=1", "a=1,a=2", "a=-1", "a=NaN", "a=1e4"} {
+		if _, err := ParseStrengths([]string{bad}); err == nil {
+			t.Errorf("ParseStrengths(%q) succeeded", bad)
+		}
+	}
+}

@@ -46,9 +46,6 @@ func ExportControlVector(f *File, opts ExportOptions) (*gguf.File, error) {
 	if f.Layer < 1 {
 		return nil, fmt.Errorf("layer %d cannot be exported: llama.cpp control vectors have no slot for block 0 (direction.N is added to l_out-N, N >= 1)", f.Layer)
 	}
-	if f.NormPreserve && !opts.IgnoreNormPreserve {
-		return nil, fmt.Errorf("the steering file uses norm preservation, which llama.cpp control vectors cannot express; pass --ignore-norm-preserve to export the plain vector sum anyway")
-	}
 	var gated []string
 	for _, a := range f.Attributes {
 		if a.Gated {
@@ -57,6 +54,9 @@ func ExportControlVector(f *File, opts ExportOptions) (*gguf.File, error) {
 	}
 	if len(gated) > 0 && !opts.ForceUngated {
 		return nil, fmt.Errorf("attributes %s are gated (per-token gates) and llama.cpp control vectors are not; pass --force-ungated to export the ungated sum of their vectors", strings.Join(gated, ", "))
+	}
+	if f.NormPreserve && !opts.IgnoreNormPreserve {
+		return nil, fmt.Errorf("the steering file uses norm preservation, which llama.cpp control vectors cannot express; pass --ignore-norm-preserve to export the plain vector sum anyway")
 	}
 	scales, err := effectiveScales(f, opts.Apply)
 	if err != nil {

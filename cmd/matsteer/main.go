@@ -44,6 +44,10 @@ Typical workflow:
 			generateCommand(),
 			modelCommand(),
 			extractCommand(),
+			trainCommand(),
+			inspectCommand(),
+			exportCvecCommand(),
+			importCvecCommand(),
 		},
 	}
 }

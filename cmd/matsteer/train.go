@@ -1,0 +1,296 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/matsteer/matsteer/acts"
+	"github.com/matsteer/matsteer/steer"
+)
+
+func trainCommand() *cli.Command {
+	def := steer.DefaultTrainConfig()
+	return &cli.Command{
+		Name:      "train",
+		Usage:     "train a steering file (MAT-Steer or a baseline) from activation files",
+		ArgsUsage: " ",
+		Description: `Reads labelled activations (from ` + "`matsteer extract`" + `), groups the rows by attribute
+name across all --acts files, and writes a steering file (GGUF).
+
+Methods:
+   mat-steer   gated multi-attribute steering (default)
+   all-tokens  MAT-Steer's vectors applied to every token without gates (ablation)
+   mean-diff   mean(positive) - mean(negative), every token
+   pca         first principal component of paired differences (pos[i] - neg[i]
+               in file order), sign-aligned with and scaled to the mean difference
+
+Loss modes: reference (the official code's reductions; default) or paper (plain sums).
+Kernel bandwidth (--sigma): a number (2 = the paper), a comma list (sum of kernels),
+median, median*X, multi (= median x {0.5,1,2}) or multi:X,Y,... . The trainer warns when
+the kernel is too narrow for the activations' distance scale.
+
+Examples:
+   matsteer train --acts truthfulqa.safetensors --acts toxigen.safetensors --out steer.gguf
+   matsteer train --acts acts.safetensors --out steer.gguf --sigma median --plot loss.png --log train.json
+   matsteer train --acts acts.safetensors --out meandiff.gguf --method mean-diff`,
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "acts", Usage: "activation file (repeatable)", Required: true},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "steering file to write", Required: true},
+			&cli.StringFlag{Name: "method", Value: steer.MethodMATSteer, Usage: "mat-steer | all-tokens | mean-diff | pca"},
+			&cli.StringFlag{Name: "mode", Value: def.Mode, Usage: "loss mode: reference | paper"},
+			&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs"},
+			&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"},
+			&cli.IntFlag{Name: "batch", Value: def.Batch, Usage: "positives and negatives per attribute per step"},
+			&cli.StringFlag{Name: "sigma", Value: def.Sigma.String(), Usage: "MMD kernel bandwidth: X | X,Y,... | median | median*X | multi | multi:X,Y,..."},
+			&cli.Float64Flag{Name: "lambda-pos", Value: def.LambdaPos, Usage: "weight of the preservation penalty (gates on positives)"},
+			&cli.Float64Flag{Name: "lambda-sparse", Value: def.LambdaSparse, Usage: "weight of the sparsity penalty (gates on negatives)"},
+			&cli.Float64Flag{Name: "lambda-ortho", Value: def.LambdaOrtho, Usage: "weight of the orthogonality penalty"},
+			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed (same inputs and seed give the same file)"},
+			&cli.Float64Flag{Name: "dev-fraction", Usage: "hold out this fraction of each attribute's rows for a dev loss"},
+			&cli.IntFlag{Name: "patience", Usage: "stop after this many epochs without a better dev loss (needs --dev-fraction)"},
+			&cli.BoolFlag{Name: "no-norm-preserve", Usage: "do not rescale steered rows to their original norm"},
+			&cli.BoolFlag{Name: "norm-preserve", Usage: "rescale steered rows to their original norm (default for mat-steer and all-tokens)"},
+			&cli.StringFlag{Name: "plot", Usage: "write a PNG plot of the loss terms per epoch"},
+			&cli.StringFlag{Name: "log", Usage: "write the training log (JSON, loss terms per epoch)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
+		},
+		Action: runTrain,
+	}
+}
+
+// trainData is what train needs from the activation files.
+type trainData struct {
+	attrs        []steer.AttributeData
+	meta         acts.Meta // of the first file
+	fingerprints []string  // sha256 per file
+	rows         int
+}
+
+// loadTrainActs reads the activation files and groups their rows by attribute
+// name. All files must describe the same model, site, layer and width.
+func loadTrainActs(paths []string) (*trainData, error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("no --acts files")
+	}
+	td := &trainData{}
+	index := map[string]int{}
+	for fi, path := range paths {
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return nil, err
+		}
+		af, err := acts.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		m := af.Meta
+		if fi == 0 {
+			td.meta = m
+		} else if err := sameActsMeta(td.meta, m, paths[0], path); err != nil {
+			af.Close()
+			return nil, err
+		}
+		vecs, err := af.Vectors()
+		af.Close()
+		if err != nil {
+			return nil, err
+		}
+		d := m.NEmbd
+		for i, r := range af.Rows {
+			if int(r.Attribute) < 0 || int(r.Attribute) >= len(m.Attributes) {
+				return nil, fmt.Errorf("%s: row %d has attribute index %d, the file names %d attributes", path, i, r.Attribute, len(m.Attributes))
+			}
+			name := m.Attributes[r.Attribute]
+			t, ok := index[name]
+			if !ok {
+				t = len(td.attrs)
+				index[name] = t
+				td.attrs = append(td.attrs, steer.AttributeData{Name: name})
+			}
+			row := make([]float64, d)
+			for j, v := range vecs[i*d : (i+1)*d] {
+				row[j] = float64(v)
+			}
+			switch r.Label {
+			case 1:
+				td.attrs[t].Pos = append(td.attrs[t].Pos, row)
+			case 0:
+				td.attrs[t].Neg = append(td.attrs[t].Neg, row)
+			default:
+				return nil, fmt.Errorf("%s: row %d has label %d (want 0 or 1)", path, i, r.Label)
+			}
+		}
+		td.rows += len(af.Rows)
+		td.fingerprints = append(td.fingerprints, sum)
+	}
+	if len(td.attrs) == 0 {
+		return nil, fmt.Errorf("the activation files hold no rows")
+	}
+	for _, a := range td.attrs {
+		if len(a.Pos) == 0 || len(a.Neg) == 0 {
+			return nil, fmt.Errorf("attribute %q has %d positive and %d negative rows across %s; training needs both", a.Name, len(a.Pos), len(a.Neg), strings.Join(paths, ", "))
+		}
+	}
+	return td, nil
+}
+
+func sameActsMeta(a, b acts.Meta, pa, pb string) error {
+	diff := func(what string, x, y any) error {
+		return fmt.Errorf("activation files disagree: %s has %s %v, %s has %v", pb, what, y, pa, x)
+	}
+	switch {
+	case a.ModelArch != b.ModelArch:
+		return diff("model architecture", a.ModelArch, b.ModelArch)
+	case a.ModelName != b.ModelName:
+		return diff("model name", a.ModelName, b.ModelName)
+	case a.NEmbd != b.NEmbd:
+		return diff("n_embd", a.NEmbd, b.NEmbd)
+	case a.Layer != b.Layer:
+		return diff("layer", a.Layer, b.Layer)
+	case a.Site != b.Site:
+		return diff("site", a.Site, b.Site)
+	case a.Extra["model_sha256"] != b.Extra["model_sha256"]:
+		return diff("model_sha256", a.Extra["model_sha256"], b.Extra["model_sha256"])
+	}
+	return nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// trainConfigFromFlags builds the training configuration.
+func trainConfigFromFlags(c *cli.Context) (steer.TrainConfig, error) {
+	cfg := steer.DefaultTrainConfig()
+	cfg.Method = c.String("method")
+	cfg.Mode = c.String("mode")
+	cfg.Epochs = c.Int("epochs")
+	cfg.LR = c.Float64("lr")
+	cfg.Batch = c.Int("batch")
+	sg, err := steer.ParseSigma(c.String("sigma"))
+	if err != nil {
+		return cfg, fmt.Errorf("--sigma: %w", err)
+	}
+	cfg.Sigma = sg
+	cfg.LambdaPos = c.Float64("lambda-pos")
+	cfg.LambdaSparse = c.Float64("lambda-sparse")
+	cfg.LambdaOrtho = c.Float64("lambda-ortho")
+	cfg.Seed = c.Uint64("seed")
+	cfg.DevFraction = c.Float64("dev-fraction")
+	cfg.Patience = c.Int("patience")
+	if c.Bool("norm-preserve") && c.Bool("no-norm-preserve") {
+		return cfg, fmt.Errorf("--norm-preserve and --no-norm-preserve contradict each other")
+	}
+	// MAT-Steer is trained with norm preservation; the classical baselines
+	// (CAA-style mean difference, PCA) just add their vector.
+	cfg.NormPreserve = cfg.Method == steer.MethodMATSteer || cfg.Method == steer.MethodAllTokens
+	if c.Bool("norm-preserve") {
+		cfg.NormPreserve = true
+	}
+	if c.Bool("no-norm-preserve") {
+		cfg.NormPreserve = false
+	}
+	if !c.Bool("quiet") {
+		cfg.Progress = c.App.ErrWriter
+		if cfg.Progress == nil {
+			cfg.Progress = os.Stderr
+		}
+	}
+	return cfg, nil
+}
+
+func runTrain(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("train takes no arguments (got %q); give activation files with --acts", c.Args().First())
+	}
+	cfg, err := trainConfigFromFlags(c)
+	if err != nil {
+		return err
+	}
+	td, err := loadTrainActs(c.StringSlice("acts"))
+	if err != nil {
+		return err
+	}
+	m := td.meta
+	cfg.Site, cfg.Layer = m.Site, m.Layer
+	cfg.ModelArch, cfg.ModelName, cfg.ModelID = m.ModelArch, m.ModelName, m.Extra["model_sha256"]
+	f, log, err := steer.Train(c.Context, td.attrs, cfg)
+	if err != nil {
+		return err
+	}
+	for i, path := range c.StringSlice("acts") {
+		f.Training["data."+strconv.Itoa(i)+".file"] = filepath.Base(path)
+		f.Training["data."+strconv.Itoa(i)+".sha256"] = td.fingerprints[i]
+	}
+	f.Training["data.rows"] = strconv.Itoa(td.rows)
+	if m.TokenMode != "" {
+		f.Training["token_mode"] = m.TokenMode
+	}
+	out := c.String("out")
+	if err := f.WriteFile(out); err != nil {
+		return err
+	}
+	w := c.App.Writer
+	if w == nil {
+		w = os.Stdout
+	}
+	if p := c.String("log"); p != "" {
+		if err := writeTrainLog(p, log); err != nil {
+			return err
+		}
+	}
+	if p := c.String("plot"); p != "" {
+		if len(log.Epochs) == 0 {
+			fmt.Fprintf(c.App.ErrWriter, "matsteer: --plot skipped: method %s has no training epochs\n", f.Method)
+		} else if err := log.WritePNG(p); err != nil {
+			return err
+		}
+	}
+	errw := c.App.ErrWriter
+	if errw == nil {
+		errw = os.Stderr
+	}
+	for _, warn := range log.Warnings {
+		fmt.Fprintf(errw, "warning: %s\n", warn)
+	}
+	fmt.Fprintf(w, "wrote %s: method %s, %d attributes (%s), site %s layer %d, n_embd %d\n",
+		out, f.Method, len(f.Attributes), strings.Join(f.AttributeNames(), ", "), f.Site, f.Layer, f.NEmbd)
+	if len(log.Epochs) > 0 {
+		l := log.Final
+		fmt.Fprintf(w, "final loss %.6g (mmd %.6g, pos %.6g, sparse %.6g, ortho %.6g) after %d epochs; sigma %s = %s\n",
+			l.Total, l.MMD, l.Pos, l.Sparse, l.Ortho, log.EpochsRun, log.Sigma, f.Training["sigma_values"])
+	}
+	return nil
+}
+
+func writeTrainLog(path string, log *steer.TrainLog) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("training log: %w", err)
+	}
+	if err := log.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("training log: %w", err)
+	}
+	return nil
+}
