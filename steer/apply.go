@@ -183,41 +183,36 @@ func (a *Applier) Apply(rows []float32, gates []float32, deltaNorms []float32) {
 				impl.Saxpy(d, coef[t], a.attrs[t].theta, 1, delta, 1)
 			}
 		}
-		nonzero := false
-		for _, v := range delta {
-			if v != 0 {
-				nonzero = true
-				break
-			}
-		}
-		if !nonzero {
+		if allZero(delta) {
 			continue
 		}
-		scale := 1.0
+		na := impl.Dsdot(d, row, 1, row, 1)
+		impl.Saxpy(d, 1, row, 1, delta, 1) // delta is now u = a + steering
+		u := delta
 		if a.normPreserve {
-			var na, nu float64
-			for i, x := range row {
-				u := x + delta[i]
-				na += float64(x) * float64(x)
-				nu += float64(u) * float64(u)
+			if nu := impl.Dsdot(d, u, 1, u, 1); nu > 0 {
+				s := float32(math.Sqrt(na / nu))
+				for i := range u {
+					u[i] *= s
+				}
 			}
-			if nu > 0 {
-				scale = math.Sqrt(na / nu)
-			}
-		}
-		var dn float64
-		for i, x := range row {
-			u := x + delta[i]
-			if a.normPreserve {
-				u = float32(float64(u) * scale)
-			}
-			diff := float64(u) - float64(x)
-			dn += diff * diff
-			row[i] = u
 		}
 		if deltaNorms != nil {
-			deltaNorms[r] = float32(math.Sqrt(dn))
+			var dn0, dn1 float64
+			i := 0
+			for ; i+1 < d; i += 2 {
+				e0 := float64(u[i]) - float64(row[i])
+				e1 := float64(u[i+1]) - float64(row[i+1])
+				dn0 += e0 * e0
+				dn1 += e1 * e1
+			}
+			for ; i < d; i++ {
+				e := float64(u[i]) - float64(row[i])
+				dn0 += e * e
+			}
+			deltaNorms[r] = float32(math.Sqrt(dn0 + dn1))
 		}
+		copy(row, u)
 	}
 }
 
@@ -255,4 +250,14 @@ func ParseStrengths(entries []string) (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// allZero reports whether every entry of v is 0 (NaN is not).
+func allZero(v []float32) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }

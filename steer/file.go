@@ -252,7 +252,8 @@ func inF32(v []float64) bool {
 }
 
 // CheckModel reports whether f can steer a model with the given
-// architecture, embedding width and layer count.
+// architecture, embedding width and layer count. A file without a model
+// architecture (e.g. an imported control vector without a hint) matches any.
 func (f *File) CheckModel(arch string, nEmbd, nLayer int) error {
 	if f.ModelArch != "" && arch != f.ModelArch {
 		return fmt.Errorf("steering file was trained on a %q model, this model is %q", f.ModelArch, arch)

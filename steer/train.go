@@ -213,7 +213,7 @@ func train(ctx context.Context, data []AttributeData, cfg TrainConfig, init *par
 		Method: cfg.Method, NormPreserve: cfg.NormPreserve,
 		Training: map[string]string{"method": cfg.Method},
 	}
-	log := &TrainLog{Method: cfg.Method, Seed: cfg.Seed, NormPreserve: cfg.NormPreserve}
+	log := &TrainLog{Method: cfg.Method, Seed: cfg.Seed, NormPreserve: cfg.NormPreserve, Warnings: []string{}}
 	for t, a := range data {
 		log.Attributes = append(log.Attributes, a.Name)
 		log.NPos = append(log.NPos, pools[t].nPos)
