@@ -166,7 +166,10 @@ func Run(ctx context.Context, lctx *llama.Context, h *hooks.Hooks, examples []da
 	if opts.Progress != nil {
 		bar = progress.New(opts.Progress, int64(st.Tokens), "extract", "tok")
 	}
-	r := &runner{lctx: lctx, texts: texts, mode: mode, w: w, nSeq: lctx.NSeqMax(), lastLayer: opts.Point.Layer == m.NLayer()-1}
+	r := &runner{lctx: lctx, texts: texts, mode: mode, w: w, nSeq: lctx.NSeqMax(), lastLayer: opts.Point.Layer == m.NLayer()-1,
+		// With one micro-batch per batch, nothing after the hooked tensor is
+		// needed: stop the graph there.
+		stopEarly: lctx.NUBatch() >= lctx.NBatch()}
 	if err := h.SetCapture(opts.Point, r.capture, hooks.BeforeIntervention); err != nil {
 		return st, fmt.Errorf("extract: %w", err)
 	}
@@ -190,6 +193,7 @@ type runner struct {
 	w         *acts.Writer
 	nSeq      int
 	lastLayer bool
+	stopEarly bool
 
 	seqText []int // sequence id -> text index, for the batch being decoded
 	vecs    []float32
@@ -225,7 +229,7 @@ func (r *runner) run(ctx context.Context, bar *progress.Bar) error {
 			i++
 		}
 		n := b.Len()
-		if err := r.lctx.Decode(b); err != nil {
+		if err := r.lctx.Decode(b); err != nil && !(r.stopEarly && errors.Is(err, hooks.ErrStopGraph)) {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -249,9 +253,14 @@ func (r *runner) capture(rows *hooks.Rows) error {
 		r.vecs = append(r.vecs, rows.Row(i)...)
 		r.meta = append(r.meta, acts.Row{Attribute: t.attr, Label: int8(t.ex.Label), SampleID: t.ex.SampleID, Position: int32(pos)})
 	}
-	if len(r.meta) == 0 {
-		return nil
+	if len(r.meta) > 0 {
+		r.rows += len(r.meta)
+		if err := r.w.Append(r.vecs, r.meta); err != nil {
+			return err
+		}
 	}
-	r.rows += len(r.meta)
-	return r.w.Append(r.vecs, r.meta)
+	if r.stopEarly {
+		return hooks.ErrStopGraph
+	}
+	return nil
 }

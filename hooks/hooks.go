@@ -27,6 +27,7 @@ package hooks
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"runtime/cgo"
 	"sync"
@@ -99,6 +100,13 @@ func (f InterventionFunc) Intervene(r *Rows) error { return f(r) }
 
 // CaptureFunc receives rows for reading. It must not keep r.Data.
 type CaptureFunc func(r *Rows) error
+
+// ErrStopGraph may be returned by a capture or intervention to stop the
+// graph right after the hooked tensor, skipping the remaining layers (for
+// example when only activations are wanted). Decode then returns an error
+// wrapping ErrStopGraph; llama.cpp drops the micro-batch from the KV memory,
+// and later micro-batches of the same batch are not evaluated.
+var ErrStopGraph = errors.New("graph stopped by hook")
 
 // CaptureWhen says whether a capture sees the rows before or after the
 // point's intervention.
