@@ -7,15 +7,20 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
+	"github.com/matsteer/matsteer/steering"
 )
 
 func generateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "generate",
 		Usage:     "generate text, streaming tokens to stdout",
-		UsageText: "matsteer generate [--model PATH] --prompt TEXT [-n N] [--temp T] [--seed S] [--chat|--chat=false]",
-		Flags: append(modelFlags(),
+		UsageText: `matsteer generate [--model PATH] --prompt TEXT [-n N] [--temp T] [--seed S] [--chat|--chat=false]
+   matsteer generate --prompt TEXT --steer steer.gguf [--strength tone=1.5,formality=0] [--explain] [--audit gates.jsonl]`,
+		Flags: append(append(modelFlags(), steerFlags()...),
+			&cli.BoolFlag{Name: "explain", Usage: "after generating, show each attribute's gate for every prompt and generated token"},
+			&cli.StringFlag{Name: "audit", Usage: "write per-token gates and change sizes as JSONL to this file"},
 			&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Required: true, Usage: "prompt text"},
 			&cli.StringFlag{Name: "system", Usage: "system message (chat mode)"},
 			&cli.BoolFlag{Name: "chat", Usage: "wrap the prompt in the model's chat template (default: on when the model has one)"},
@@ -75,7 +80,33 @@ func runGenerate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, err := llama.NewContext(m, contextParams(c))
+	params := contextParams(c)
+	var tg *tokenGates
+	if len(c.StringSlice("steer")) > 0 || len(c.StringSlice("strength")) > 0 {
+		cat, err := hooks.Probe(m)
+		if err != nil {
+			return err
+		}
+		ivs, err := loadInterventions(c, m, cat)
+		if err != nil {
+			return err
+		}
+		h := hooks.New(cat)
+		defer h.Close()
+		if c.Bool("explain") || c.String("audit") != "" {
+			tg = newTokenGates(ivs)
+			tg.nPrompt = len(toks)
+		}
+		for _, iv := range ivs {
+			if err := steering.Install(h, iv); err != nil {
+				return err
+			}
+		}
+		params.Hook = h
+	} else if c.Bool("explain") || c.String("audit") != "" {
+		return fmt.Errorf("--explain and --audit need --steer")
+	}
+	ctx, err := llama.NewContext(m, params)
 	if err != nil {
 		return err
 	}
@@ -85,8 +116,10 @@ func runGenerate(c *cli.Context) error {
 	}
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
+	all := append([]llama.Token(nil), toks...)
 	st, err := ctx.Generate(c.Context, toks, llama.GenerateOptions{MaxTokens: c.Int("n"), Sampler: samplerParams(c)},
-		func(_ llama.Token, piece string) error {
+		func(tok llama.Token, piece string) error {
+			all = append(all, tok)
 			out.WriteString(piece)
 			return out.Flush()
 		})
@@ -94,6 +127,17 @@ func runGenerate(c *cli.Context) error {
 	out.Flush()
 	if err != nil {
 		return err
+	}
+	if tg != nil {
+		recs := tg.records(m, all)
+		if path := c.String("audit"); path != "" {
+			if err := writeAudit(path, recs); err != nil {
+				return err
+			}
+		}
+		if c.Bool("explain") {
+			printExplain(os.Stdout, tg, recs, isTerminal(os.Stdout))
+		}
 	}
 	if !c.Bool("quiet") {
 		fmt.Fprintf(os.Stderr, "[%d prompt tokens in %.2fs, %d generated in %.2fs (%.1f tok/s), stop: %s]\n",

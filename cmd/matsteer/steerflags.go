@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/llama"
+	"github.com/matsteer/matsteer/steer"
+	"github.com/matsteer/matsteer/steering"
+)
+
+// steerFlags select steering files and their strengths.
+func steerFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "steer", Usage: "steering file from `matsteer train` (repeatable; one per site and layer)"},
+		&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strength, NAME=X[,NAME=X...] (default 1; 0 switches an attribute off)"},
+		&cli.Float64Flag{Name: "global", Value: 1, Usage: "global strength α multiplying every attribute"},
+	}
+}
+
+// loadInterventions reads the --steer files and checks them against the
+// model. Every --strength name must belong to one of the files.
+func loadInterventions(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]*steering.Intervention, error) {
+	paths := c.StringSlice("steer")
+	if len(paths) == 0 {
+		if len(c.StringSlice("strength")) > 0 {
+			return nil, fmt.Errorf("--strength given without --steer")
+		}
+		return nil, nil
+	}
+	strengths, err := steer.ParseStrengths(c.StringSlice("strength"))
+	if err != nil {
+		return nil, err
+	}
+	used := map[string]bool{}
+	points := map[hooks.Point]string{}
+	var ivs []*steering.Intervention
+	for _, path := range paths {
+		f, err := steer.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		own := map[string]float64{}
+		for _, a := range f.Attributes {
+			if s, ok := strengths[a.Name]; ok {
+				own[a.Name] = s
+				used[a.Name] = true
+			}
+		}
+		iv, err := steering.New(f, steer.ApplyOptions{Global: c.Float64("global"), Strengths: own}, m, cat)
+		if err != nil {
+			return nil, fmt.Errorf("steering file %s: %w", path, err)
+		}
+		if prev, dup := points[iv.Point()]; dup {
+			return nil, fmt.Errorf("steering files %s and %s both steer %s; train their attributes into one file", prev, path, iv.Point())
+		}
+		points[iv.Point()] = path
+		ivs = append(ivs, iv)
+	}
+	var unknown []string
+	for name := range strengths {
+		if !used[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("--strength: no steering file has attribute(s) %v", unknown)
+	}
+	return ivs, nil
+}
