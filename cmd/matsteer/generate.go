@@ -14,8 +14,8 @@ import (
 
 func generateCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "generate",
-		Usage:     "generate text, streaming tokens to stdout",
+		Name:  "generate",
+		Usage: "generate text, streaming tokens to stdout",
 		UsageText: `matsteer generate [--model PATH] --prompt TEXT [-n N] [--temp T] [--seed S] [--chat|--chat=false]
    matsteer generate --prompt TEXT --steer steer.gguf [--strength tone=1.5,formality=0] [--explain] [--audit gates.jsonl]`,
 		Flags: append(append(modelFlags(), steerFlags()...),
