@@ -1,0 +1,349 @@
+package eval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/llama"
+	"github.com/matsteer/matsteer/progress"
+	"github.com/matsteer/matsteer/steering"
+)
+
+// DefaultRetentionMaxTokens is the default length limit of a retention
+// text (the unsteered log-probabilities of every position are kept while
+// the steered passes run: tokens × vocabulary × 4 bytes).
+const DefaultRetentionMaxTokens = 256
+
+// RetentionOptions control Retention.
+type RetentionOptions struct {
+	// MaxTokens cuts longer texts (BOS included) to their first MaxTokens
+	// tokens (0: DefaultRetentionMaxTokens).
+	MaxTokens int
+	// Progress receives a progress bar (nil: none).
+	Progress io.Writer
+}
+
+// RetentionResult compares one condition with the unsteered model on
+// neutral text (see the package documentation).
+type RetentionResult struct {
+	Name     string        `json:"name"`
+	Steering *SteeringInfo `json:"steering,omitempty"`
+	// KL is the mean over positions of KL(unsteered ‖ steered), nats;
+	// KLMax the largest per-position value.
+	KL    float64 `json:"kl"`
+	KLMax float64 `json:"kl_max"`
+	// PPL is the steered perplexity of the texts, PPLBase the unsteered.
+	PPL     float64 `json:"ppl"`
+	PPLBase float64 `json:"ppl_base"`
+	// Texts and Positions count what was compared; Truncated the texts
+	// cut to MaxTokens; Skipped the texts of fewer than 2 tokens.
+	Texts     int     `json:"texts"`
+	Positions int     `json:"positions"`
+	Truncated int     `json:"truncated"`
+	Skipped   int     `json:"skipped"`
+	Seconds   float64 `json:"seconds"`
+}
+
+// Retention measures how far each condition moves the model's next-token
+// distributions on neutral texts: each text (tokenized with BOS, cut to
+// MaxTokens) is run unsteered once and then once per steered condition,
+// and every position predicting a token of the text is compared.
+// Unsteered conditions (nil or all-zero strengths) get KL 0 and the
+// unsteered perplexity without another pass.
+func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method, opts RetentionOptions) ([]RetentionResult, error) {
+	if err := checkMethods(methods); err != nil {
+		return nil, err
+	}
+	if len(texts) == 0 {
+		return nil, errors.New("eval: retention: no texts")
+	}
+	maxTok := opts.MaxTokens
+	if maxTok <= 0 {
+		maxTok = DefaultRetentionMaxTokens
+	}
+	maxTok = min(maxTok, r.lctx.NCtx())
+	toks := make([][]llama.Token, len(texts))
+	truncated, skipped := 0, 0
+	for i, t := range texts {
+		tk, err := r.model.Tokenize(t, true, false)
+		if err != nil {
+			return nil, fmt.Errorf("eval: retention text %d: %w", i+1, err)
+		}
+		if len(tk) > maxTok {
+			tk = tk[:maxTok]
+			truncated++
+		}
+		if len(tk) < 2 {
+			skipped++
+			continue
+		}
+		toks[i] = tk
+	}
+	if skipped == len(texts) {
+		return nil, errors.New("eval: retention: every text is shorter than 2 tokens")
+	}
+	defer r.abortOnCancel(ctx)()
+	defer r.hooks.Clear()
+
+	type acc struct {
+		kl, klMax, nll float64
+		n             int
+		dur           time.Duration
+	}
+	accs := make([]acc, len(methods))
+	var base acc
+	var bar *progress.Bar
+	if opts.Progress != nil {
+		bar = progress.New(opts.Progress, int64(len(texts)-skipped), "retention", "text")
+		defer bar.Finish()
+	}
+	nv := r.model.NVocab()
+	var ref []float32 // unsteered log-probs, (n−1) × nv
+	var lq []float64
+	nTexts := 0
+	for _, tk := range toks {
+		if tk == nil {
+			continue
+		}
+		nTexts++
+		npos := len(tk) - 1
+		if cap(ref) < npos*nv {
+			ref = make([]float32, npos*nv)
+		}
+		ref = ref[:npos*nv]
+		t0 := time.Now()
+		r.hooks.Clear()
+		err := r.forward(ctx, tk, func(pos int, lg []float32) error {
+			if pos >= npos {
+				return nil
+			}
+			lq = llama.LogSoftmax(lg, lq)
+			row := ref[pos*nv : (pos+1)*nv]
+			for v, x := range lq {
+				row[v] = float32(x)
+			}
+			base.nll -= lq[tk[pos+1]]
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("eval: retention (unsteered): %w", err)
+		}
+		base.n += npos
+		base.dur += time.Since(t0)
+		for j, m := range methods {
+			if !m.Steered() {
+				continue
+			}
+			t0 := time.Now()
+			if err := r.install(m); err != nil {
+				return nil, err
+			}
+			a := &accs[j]
+			err := r.forward(ctx, tk, func(pos int, lg []float32) error {
+				if pos >= npos {
+					return nil
+				}
+				lq = llama.LogSoftmax(lg, lq)
+				row := ref[pos*nv : (pos+1)*nv]
+				var kl float64
+				for v, lp := range row {
+					p := float64(lp)
+					kl += math.Exp(p) * (p - lq[v])
+				}
+				kl = math.Max(kl, 0) // rounding of the stored float32 log-probs
+				a.kl += kl
+				a.klMax = math.Max(a.klMax, kl)
+				a.nll -= lq[tk[pos+1]]
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("eval: retention (method %s): %w", m.Name, err)
+			}
+			a.n += npos
+			a.dur += time.Since(t0)
+		}
+		bar.Add(1)
+	}
+	pplBase := math.Exp(base.nll / float64(base.n))
+	out := make([]RetentionResult, len(methods))
+	for j, m := range methods {
+		res := RetentionResult{Name: m.Name, Steering: m.Info(), PPLBase: pplBase, Texts: nTexts, Positions: base.n, Truncated: truncated, Skipped: skipped}
+		if m.Steered() {
+			a := accs[j]
+			res.KL = a.kl / float64(a.n)
+			res.KLMax = a.klMax
+			res.PPL = math.Exp(a.nll / float64(a.n))
+			res.Seconds = a.dur.Seconds()
+		} else {
+			res.PPL = pplBase
+			res.Seconds = base.dur.Seconds()
+		}
+		out[j] = res
+	}
+	return out, nil
+}
+
+// DefaultGateThreshold is the gate value above which a token counts as
+// intervened (the paper's Table 2).
+const DefaultGateThreshold = 0.5
+
+// GateOptions control GateStats.
+type GateOptions struct {
+	// Threshold: a token with gate > Threshold counts as intervened
+	// (0: DefaultGateThreshold).
+	Threshold float64
+	// MaxTokens cuts longer texts to their first MaxTokens tokens (0: the
+	// context length).
+	MaxTokens int
+	// Progress receives a progress bar (nil: none).
+	Progress io.Writer
+}
+
+// GateStat summarises one steering attribute's gates on the texts of one
+// data attribute and label.
+type GateStat struct {
+	DataAttribute string `json:"data_attribute"` // Example.Attribute
+	Label         int    `json:"label"`          // 1 positive (desired), 0 negative
+	Attribute     string `json:"attribute"`      // the steering file's attribute
+	Texts         int    `json:"texts"`
+	Tokens        int    `json:"tokens"`
+	// MeanGate is the mean gate over all tokens of these texts.
+	MeanGate float64 `json:"mean_gate"`
+	// AbovePerText is the mean number of tokens per text with a gate above
+	// the threshold; FracAbove the fraction of all tokens.
+	AbovePerText float64 `json:"above_per_text"`
+	FracAbove    float64 `json:"frac_above"`
+}
+
+// GateResult holds one condition's gate statistics.
+type GateResult struct {
+	Name      string        `json:"name"`
+	Steering  *SteeringInfo `json:"steering,omitempty"`
+	Threshold float64       `json:"threshold"`
+	Stats     []GateStat    `json:"stats"`
+	Truncated int           `json:"truncated"`
+	Seconds   float64       `json:"seconds"`
+}
+
+// GateStats runs every example's text (prompt + response, tokenized with
+// BOS) with each steering condition installed and summarises the gates the
+// steering audit reports for every token, grouped by the example's
+// attribute and label and by the steering file's attribute. Conditions
+// without an intervention are skipped. The conditions' audit callbacks are
+// replaced during the run and removed afterwards.
+func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, methods []Method, opts GateOptions) ([]GateResult, error) {
+	if err := checkMethods(methods); err != nil {
+		return nil, err
+	}
+	if len(examples) == 0 {
+		return nil, errors.New("eval: gate statistics: no examples")
+	}
+	thr := opts.Threshold
+	if thr == 0 {
+		thr = DefaultGateThreshold
+	}
+	maxTok := opts.MaxTokens
+	if maxTok <= 0 || maxTok > r.lctx.NCtx() {
+		maxTok = r.lctx.NCtx()
+	}
+	toks := make([][]llama.Token, len(examples))
+	truncated := 0
+	for i, ex := range examples {
+		tk, err := r.model.Tokenize(ex.Text(), true, false)
+		if err != nil {
+			return nil, fmt.Errorf("eval: gate statistics: example %s: %w", ex.Source, err)
+		}
+		if len(tk) > maxTok {
+			tk = tk[:maxTok]
+			truncated++
+		}
+		toks[i] = tk
+	}
+	var gated []Method
+	for _, m := range methods {
+		if m.Intervention != nil {
+			gated = append(gated, m)
+		}
+	}
+	if len(gated) == 0 {
+		return nil, nil
+	}
+	defer r.abortOnCancel(ctx)()
+	defer r.hooks.Clear()
+	var bar *progress.Bar
+	if opts.Progress != nil {
+		bar = progress.New(opts.Progress, int64(len(examples)*len(gated)), "gates", "text")
+		defer bar.Finish()
+	}
+	type key struct {
+		attr  string
+		label int
+	}
+	type tally struct {
+		texts, tokens int
+		sum           []float64 // per steering attribute
+		above         []int
+	}
+	var out []GateResult
+	for _, m := range gated {
+		t0 := time.Now()
+		iv := m.Intervention
+		attrs := iv.Attributes()
+		var keys []key
+		tallies := map[key]*tally{}
+		var cur *tally
+		iv.SetAudit(func(a steering.RowAudit) {
+			cur.tokens++
+			for k, g := range a.Gates {
+				cur.sum[k] += float64(g)
+				if float64(g) > thr {
+					cur.above[k]++
+				}
+			}
+		})
+		err := func() error {
+			defer iv.SetAudit(nil)
+			if err := r.install(m); err != nil {
+				return err
+			}
+			for i, ex := range examples {
+				k := key{ex.Attribute, ex.Label}
+				cur = tallies[k]
+				if cur == nil {
+					cur = &tally{sum: make([]float64, len(attrs)), above: make([]int, len(attrs))}
+					tallies[k] = cur
+					keys = append(keys, k)
+				}
+				cur.texts++
+				if err := r.forward(ctx, toks[i], nil); err != nil {
+					return fmt.Errorf("eval: gate statistics (method %s): %w", m.Name, err)
+				}
+				bar.Add(1)
+			}
+			return nil
+		}()
+		if err != nil {
+			return nil, err
+		}
+		res := GateResult{Name: m.Name, Steering: m.Info(), Threshold: thr, Truncated: truncated, Seconds: time.Since(t0).Seconds()}
+		for _, k := range keys {
+			t := tallies[k]
+			for a, name := range attrs {
+				st := GateStat{DataAttribute: k.attr, Label: k.label, Attribute: name, Texts: t.texts, Tokens: t.tokens}
+				if t.tokens > 0 {
+					st.MeanGate = t.sum[a] / float64(t.tokens)
+					st.FracAbove = float64(t.above[a]) / float64(t.tokens)
+				}
+				st.AbovePerText = float64(t.above[a]) / float64(t.texts)
+				res.Stats = append(res.Stats, st)
+			}
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}

@@ -1,0 +1,479 @@
+package eval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/llama"
+	"github.com/matsteer/matsteer/progress"
+	"github.com/matsteer/matsteer/steer"
+	"github.com/matsteer/matsteer/steering"
+)
+
+// NoneName is the name of the unsteered condition.
+const NoneName = "none"
+
+// Method is one evaluation condition: the model unsteered, or with one
+// steering intervention installed.
+type Method struct {
+	// Name labels the condition in results; names must be unique in a run.
+	Name string
+	// Intervention steers the model; nil evaluates it unsteered. It must
+	// have been prepared for the Runner's model (steering.Load or New) and
+	// must not be used by another context at the same time.
+	Intervention *steering.Intervention
+	// Path is the steering file's path, for reports.
+	Path string
+	// Options are the strengths the intervention was built with, for
+	// reports.
+	Options steer.ApplyOptions
+}
+
+// Unsteered returns the "none" condition.
+func Unsteered() Method { return Method{Name: NoneName} }
+
+// LoadMethod loads a steering file for model m as a condition. An empty
+// name means the file's base name without extension.
+func LoadMethod(name, path string, opts steer.ApplyOptions, m *llama.Model, cat *hooks.Catalog) (Method, error) {
+	iv, err := steering.Load(path, opts, m, cat)
+	if err != nil {
+		return Method{}, err
+	}
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	return Method{Name: name, Intervention: iv, Path: path, Options: opts}, nil
+}
+
+// Steered reports whether the condition changes the model at all.
+func (m Method) Steered() bool { return m.Intervention != nil && m.Intervention.Active() }
+
+// SteeringInfo describes a condition's steering for reports.
+type SteeringInfo struct {
+	Path         string             `json:"path,omitempty"`
+	Method       string             `json:"method"`
+	Site         string             `json:"site"`
+	Layer        int                `json:"layer"`
+	NormPreserve bool               `json:"norm_preserve"`
+	Attributes   []string           `json:"attributes"`
+	Sigma        string             `json:"sigma,omitempty"`        // Training["sigma"]
+	SigmaValues  string             `json:"sigma_values,omitempty"` // Training["sigma_values"]
+	Global       float64            `json:"global"`                 // α
+	Strengths    map[string]float64 `json:"strengths"`              // s_t of every attribute
+	Training     map[string]string  `json:"training,omitempty"`     // the file's training metadata
+}
+
+// Info describes the condition's steering (nil when unsteered).
+func (m Method) Info() *SteeringInfo {
+	if m.Intervention == nil {
+		return nil
+	}
+	f := m.Intervention.File()
+	info := &SteeringInfo{
+		Path: m.Path, Method: f.Method, Site: f.Site, Layer: f.Layer, NormPreserve: f.NormPreserve,
+		Attributes: f.AttributeNames(), Sigma: f.Training["sigma"], SigmaValues: f.Training["sigma_values"],
+		Global: m.Options.Global, Strengths: map[string]float64{}, Training: f.Training,
+	}
+	for _, a := range info.Attributes {
+		s, ok := m.Options.Strengths[a]
+		if !ok {
+			s = 1
+		}
+		info.Strengths[a] = s
+	}
+	return info
+}
+
+// checkMethods validates a run's conditions.
+func checkMethods(methods []Method) error {
+	if len(methods) == 0 {
+		return errors.New("eval: no methods to evaluate")
+	}
+	seen := map[string]bool{}
+	for _, m := range methods {
+		if m.Name == "" {
+			return errors.New("eval: a method has no name")
+		}
+		if seen[m.Name] {
+			return fmt.Errorf("eval: method name %q used twice", m.Name)
+		}
+		seen[m.Name] = true
+	}
+	return nil
+}
+
+// Runner evaluates conditions on one model with one llama.cpp context whose
+// hooks it owns. It is not safe for concurrent use.
+type Runner struct {
+	model  *llama.Model
+	cat    *hooks.Catalog
+	hooks  *hooks.Hooks
+	lctx   *llama.Context
+	scorer *llama.Scorer
+	batch  *llama.Batch
+}
+
+// NewRunner makes a runner for m. cat may be nil (the model is probed). The
+// context is made from p with the runner's hooks (p.Hook is replaced);
+// p.NCtx bounds the longest prompt + answer and text.
+func NewRunner(m *llama.Model, cat *hooks.Catalog, p llama.ContextParams) (*Runner, error) {
+	if cat == nil {
+		var err error
+		if cat, err = hooks.Probe(m); err != nil {
+			return nil, fmt.Errorf("eval: %w", err)
+		}
+	}
+	h := hooks.New(cat)
+	p.Hook = h
+	lctx, err := llama.NewContext(m, p)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	return &Runner{model: m, cat: cat, hooks: h, lctx: lctx, scorer: lctx.NewScorer(0), batch: llama.NewBatch(lctx.NBatch(), 1)}, nil
+}
+
+// Close frees the runner's context and hooks (not the model).
+func (r *Runner) Close() {
+	if r.lctx == nil {
+		return
+	}
+	r.scorer.Close()
+	r.batch.Close()
+	r.lctx.Close()
+	r.hooks.Close()
+	r.lctx = nil
+}
+
+// Model is the runner's model.
+func (r *Runner) Model() *llama.Model { return r.model }
+
+// Catalog is the hook catalog interventions are validated against.
+func (r *Runner) Catalog() *hooks.Catalog { return r.cat }
+
+// Context is the runner's llama.cpp context.
+func (r *Runner) Context() *llama.Context { return r.lctx }
+
+// install makes m's steering (or none) the only intervention.
+func (r *Runner) install(m Method) error {
+	r.hooks.Clear()
+	if m.Intervention == nil {
+		return nil
+	}
+	if err := steering.Install(r.hooks, m.Intervention); err != nil {
+		return fmt.Errorf("eval: method %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// abortOnCancel aborts a running decode when ctx is cancelled; call the
+// returned function when done.
+func (r *Runner) abortOnCancel(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, r.lctx.Abort)
+}
+
+// ctxErr prefers ctx's error over an error caused by the abort.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// preparedItem holds an item's tokens. Distinct choice texts are scored
+// once (TruthfulQA's MC1 and MC2 sets share answers).
+type preparedItem struct {
+	prompt []llama.Token
+	texts  [][]llama.Token
+	choice []int // Item.Choices[i] is texts[choice[i]]
+	mc1    []int // Item.MC1[i] is texts[mc1[i]]
+}
+
+func (r *Runner) prepare(task string, it datasets.Item) (*preparedItem, error) {
+	if len(it.Choices) < 2 {
+		return nil, fmt.Errorf("eval: item %s has %d choices, want at least 2", it.ID, len(it.Choices))
+	}
+	if it.Task != "" && it.Task != task {
+		return nil, fmt.Errorf("eval: item %s belongs to task %s, not %s", it.ID, it.Task, task)
+	}
+	nCorrect := 0
+	for _, c := range it.Choices {
+		if c.Correct {
+			nCorrect++
+		}
+	}
+	if nCorrect == 0 {
+		return nil, fmt.Errorf("eval: item %s has no correct choice", it.ID)
+	}
+	if task == datasets.TaskBBQ && it.Meta["context_condition"] == "" {
+		return nil, fmt.Errorf("eval: BBQ item %s has no context_condition", it.ID)
+	}
+	p := &preparedItem{}
+	var err error
+	if p.prompt, err = r.model.Tokenize(it.Prompt, true, false); err != nil {
+		return nil, fmt.Errorf("eval: item %s: prompt: %w", it.ID, err)
+	}
+	if len(p.prompt) == 0 {
+		return nil, fmt.Errorf("eval: item %s: empty prompt", it.ID)
+	}
+	index := map[string]int{}
+	add := func(c datasets.Choice) (int, error) {
+		if k, ok := index[c.Text]; ok {
+			return k, nil
+		}
+		toks, err := r.model.Tokenize(c.Text, false, false)
+		if err != nil {
+			return 0, fmt.Errorf("eval: item %s: choice %q: %w", it.ID, c.Text, err)
+		}
+		if len(toks) == 0 {
+			return 0, fmt.Errorf("eval: item %s: choice %q has no tokens", it.ID, c.Text)
+		}
+		if n := len(p.prompt) + len(toks); n > r.lctx.NCtx() {
+			return 0, fmt.Errorf("eval: item %s: prompt + choice are %d tokens, more than the context (%d); raise the context length", it.ID, n, r.lctx.NCtx())
+		}
+		index[c.Text] = len(p.texts)
+		p.texts = append(p.texts, toks)
+		return len(p.texts) - 1, nil
+	}
+	for _, c := range it.Choices {
+		k, err := add(c)
+		if err != nil {
+			return nil, err
+		}
+		p.choice = append(p.choice, k)
+	}
+	if task == datasets.TaskTruthfulQA && len(it.MC1) > 0 {
+		n := 0
+		for _, c := range it.MC1 {
+			if c.Correct {
+				n++
+			}
+			k, err := add(c)
+			if err != nil {
+				return nil, err
+			}
+			p.mc1 = append(p.mc1, k)
+		}
+		if n != 1 || len(it.MC1) < 2 {
+			return nil, fmt.Errorf("eval: item %s: MC1 set has %d choices, %d correct; want at least 2 and exactly 1", it.ID, len(it.MC1), n)
+		}
+	}
+	return p, nil
+}
+
+// scoreItem scores every distinct text of p after its prompt with the
+// installed intervention and returns the item's scores and the number of
+// tokens decoded.
+func (r *Runner) scoreItem(ctx context.Context, id string, p *preparedItem) (ItemScores, int, error) {
+	if err := r.scorer.SetPrefix(ctx, p.prompt); err != nil {
+		return ItemScores{}, 0, fmt.Errorf("eval: item %s: %w", id, err)
+	}
+	decoded := len(p.prompt)
+	scores := make([]ChoiceScore, len(p.texts))
+	for k, toks := range p.texts {
+		cs, err := r.scorer.Score(ctx, toks)
+		if err != nil {
+			return ItemScores{}, 0, fmt.Errorf("eval: item %s: %w", id, err)
+		}
+		scores[k] = ChoiceScore{Sum: cs.Sum, Tokens: len(toks)}
+		decoded += len(toks) - 1
+	}
+	out := ItemScores{ID: id, Choices: make([]ChoiceScore, len(p.choice))}
+	for i, k := range p.choice {
+		out.Choices[i] = scores[k]
+	}
+	if len(p.mc1) > 0 {
+		out.MC1 = make([]ChoiceScore, len(p.mc1))
+		for i, k := range p.mc1 {
+			out.MC1[i] = scores[k]
+		}
+	}
+	return out, decoded, nil
+}
+
+// Options control Evaluate.
+type Options struct {
+	// Progress receives a progress bar (nil: none).
+	Progress io.Writer
+	// Label prefixes the progress bar ("" : "eval <task>").
+	Label string
+}
+
+// Timing is the time a condition took.
+type Timing struct {
+	Seconds         float64 `json:"seconds"`
+	ItemsPerSecond  float64 `json:"items_per_second"`
+	Tokens          int     `json:"tokens"` // tokens decoded
+	TokensPerSecond float64 `json:"tokens_per_second"`
+}
+
+// ItemResult is one item's scores and outcome under one condition.
+type ItemResult struct {
+	ItemScores
+	Outcome
+}
+
+// MethodResult is one condition's result on a task.
+type MethodResult struct {
+	Name     string        `json:"name"`
+	Steering *SteeringInfo `json:"steering,omitempty"`
+	NItems   int           `json:"n_items"`
+	Summary
+	Timing Timing       `json:"timing"`
+	Items  []ItemResult `json:"items,omitempty"`
+}
+
+// Metric returns a metric and whether it is defined.
+func (m MethodResult) Metric(name string) (float64, bool) {
+	v, ok := m.Metrics[name]
+	return v, ok
+}
+
+// headline returns the metric shown in the progress bar.
+func headline(task string) string {
+	if task == datasets.TaskTruthfulQA {
+		return MetricMC2
+	}
+	return MetricAcc
+}
+
+// Evaluate scores every item under every condition (item by item, all
+// conditions for each item) and returns one result per condition, in the
+// order of methods, with per-item scores in Items. Steering is active for
+// every decoded token of prompt and answers. Cancelling ctx stops the run
+// (the error is ctx's).
+func (r *Runner) Evaluate(ctx context.Context, task string, items []datasets.Item, methods []Method, opts Options) ([]MethodResult, error) {
+	if err := CheckTask(task); err != nil {
+		return nil, err
+	}
+	if err := checkMethods(methods); err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return nil, errors.New("eval: no items")
+	}
+	prep := make([]*preparedItem, len(items))
+	for i, it := range items {
+		p, err := r.prepare(task, it)
+		if err != nil {
+			return nil, err
+		}
+		prep[i] = p
+	}
+	defer r.abortOnCancel(ctx)()
+	defer r.hooks.Clear()
+	results := make([]MethodResult, len(methods))
+	elapsed := make([]time.Duration, len(methods))
+	running := make([]float64, len(methods))
+	for j, m := range methods {
+		results[j] = MethodResult{Name: m.Name, Steering: m.Info(), NItems: len(items), Items: make([]ItemResult, len(items))}
+	}
+	var bar *progress.Bar
+	if opts.Progress != nil {
+		label := opts.Label
+		if label == "" {
+			label = "eval " + task
+		}
+		bar = progress.New(opts.Progress, int64(len(items)), label, "item")
+		defer bar.Finish()
+	}
+	key := headline(task)
+	for i, it := range items {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for j, m := range methods {
+			t0 := time.Now()
+			if err := r.install(m); err != nil {
+				return nil, err
+			}
+			sc, n, err := r.scoreItem(ctx, it.ID, prep[i])
+			if err != nil {
+				return nil, ctxErr(ctx, fmt.Errorf("%w (method %s)", err, m.Name))
+			}
+			elapsed[j] += time.Since(t0)
+			results[j].Timing.Tokens += n
+			o, err := ItemOutcome(task, it, sc)
+			if err != nil {
+				return nil, err
+			}
+			results[j].Items[i] = ItemResult{ItemScores: sc, Outcome: o}
+			if key == MetricMC2 {
+				running[j] += *o.MC2
+			} else if o.Correct {
+				running[j]++
+			}
+		}
+		if bar != nil {
+			parts := make([]string, len(methods))
+			for j, m := range methods {
+				parts[j] = fmt.Sprintf("%s %.3f", m.Name, running[j]/float64(i+1))
+			}
+			bar.SetStatus(key + ": " + strings.Join(parts, " | "))
+			bar.Add(1)
+		}
+	}
+	for j := range results {
+		scores := make([]ItemScores, len(items))
+		for i := range items {
+			scores[i] = results[j].Items[i].ItemScores
+		}
+		s, err := Summarize(task, items, scores)
+		if err != nil {
+			return nil, err
+		}
+		results[j].Summary = s
+		sec := elapsed[j].Seconds()
+		results[j].Timing.Seconds = sec
+		if sec > 0 {
+			results[j].Timing.ItemsPerSecond = float64(len(items)) / sec
+			results[j].Timing.TokensPerSecond = float64(results[j].Timing.Tokens) / sec
+		}
+	}
+	return results, nil
+}
+
+// forward decodes toks from position 0 of sequence 0 (cleared first) with
+// every position's logits requested, in chunks of n_batch, and calls fn
+// with each position's logits (valid during the call only).
+func (r *Runner) forward(ctx context.Context, toks []llama.Token, fn func(pos int, logits []float32) error) error {
+	r.lctx.RemoveTokens(0, -1, -1)
+	defer r.lctx.RemoveTokens(0, -1, -1)
+	seqs := []int{0}
+	nb := r.lctx.NBatch()
+	for off := 0; off < len(toks); off += nb {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end := min(off+nb, len(toks))
+		r.batch.Clear()
+		for i := off; i < end; i++ {
+			if err := r.batch.Add(toks[i], i, seqs, true); err != nil {
+				return err
+			}
+		}
+		if err := r.lctx.Decode(r.batch); err != nil {
+			return ctxErr(ctx, err)
+		}
+		if fn == nil {
+			continue
+		}
+		for i := off; i < end; i++ {
+			lg, err := r.lctx.Logits(i - off)
+			if err != nil {
+				return err
+			}
+			if err := fn(i, lg); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
