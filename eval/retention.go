@@ -92,8 +92,8 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 
 	type acc struct {
 		kl, klMax, nll float64
-		n             int
-		dur           time.Duration
+		n              int
+		dur            time.Duration
 	}
 	accs := make([]acc, len(methods))
 	var base acc
