@@ -10,16 +10,22 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/extract"
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/models"
+	"github.com/matsteer/matsteer/steer"
+	"github.com/matsteer/matsteer/steering"
 )
 
 type config struct {
@@ -275,6 +281,140 @@ func (b *bench) hookOverhead() error {
 	return nil
 }
 
-func (b *bench) extractThroughput() error { return nil }
+// benchTexts makes n texts of 20-60 tokens from random vocabulary pieces.
+func (b *bench) benchTexts(n int) []datasets.Example {
+	rng := rand.New(rand.NewPCG(3, 4))
+	ex := make([]datasets.Example, n)
+	for i := range ex {
+		toks := make([]llama.Token, 20+rng.IntN(40))
+		for j := range toks {
+			toks[j] = llama.Token(rng.IntN(b.model.NVocab()))
+		}
+		ex[i] = datasets.Example{Attribute: "bench", Label: i % 2, Prompt: b.model.Detokenize(toks, true, false), SampleID: int64(i), Source: fmt.Sprintf("bench:%d", i)}
+	}
+	return ex
+}
 
-func (b *bench) steerOverhead() error { return nil }
+// extractThroughput compares `matsteer extract`'s pipeline (packed
+// sequences, capture at one layer, streamed to a file) with plain prompt
+// processing of the same packed batches.
+func (b *bench) extractThroughput() error {
+	texts := b.benchTexts(128)
+	const nBatch, nSeq = 512, 16
+	h := hooks.New(b.cat)
+	defer h.Close()
+	ectx, err := llama.NewContext(b.model, llama.ContextParams{NCtx: nBatch, NBatch: nBatch, NUBatch: nBatch, NSeqMax: nSeq, Threads: b.cfg.threads, Hook: h, NoPerf: true})
+	if err != nil {
+		return err
+	}
+	defer ectx.Close()
+	pctx, err := llama.NewContext(b.model, llama.ContextParams{NCtx: nBatch, NBatch: nBatch, NUBatch: nBatch, NSeqMax: nSeq, Threads: b.cfg.threads, NoPerf: true})
+	if err != nil {
+		return err
+	}
+	defer pctx.Close()
+	dir, err := os.MkdirTemp("", "matsteer-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// Token lists as extract packs them.
+	var seqs [][]llama.Token
+	total := 0
+	for _, e := range texts {
+		t, err := b.model.Tokenize(e.Prompt, true, false)
+		if err != nil {
+			return err
+		}
+		seqs = append(seqs, t)
+		total += len(t)
+	}
+	plain := func() (float64, error) {
+		batch := llama.NewBatch(nBatch, 1)
+		defer batch.Close()
+		start := time.Now()
+		for i := 0; i < len(seqs); {
+			batch.Clear()
+			pctx.ClearMemory()
+			for s := 0; i < len(seqs) && s < nSeq && batch.Len()+len(seqs[i]) <= nBatch; s, i = s+1, i+1 {
+				for pos, tok := range seqs[i] {
+					batch.Add(tok, pos, []int{s}, pos == len(seqs[i])-1)
+				}
+			}
+			if err := pctx.Decode(batch); err != nil {
+				return 0, err
+			}
+		}
+		return float64(total) / time.Since(start).Seconds(), nil
+	}
+	ext := func(mode string) func() (float64, error) {
+		return func() (float64, error) {
+			start := time.Now()
+			st, err := extract.Run(context.Background(), ectx, h, texts, filepath.Join(dir, "acts.safetensors"),
+				extract.Options{Point: hooks.Point{Site: "l_out", Layer: b.cfg.layer}, Tokens: mode})
+			if err != nil {
+				return 0, err
+			}
+			return float64(st.Tokens) / time.Since(start).Seconds(), nil
+		}
+	}
+	r, err := interleaved(b.cfg.reps, plain, ext(extract.TokensAll), ext(extract.TokensLast))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("extraction at l_out-%d (%d texts, %d tokens, %d texts/batch) vs plain prompt processing of the same batches:\n", b.cfg.layer, len(texts), total, nSeq)
+	row("extract --tokens all vs plain pp", r[1], r[0], "tok/s", 0.90)
+	row("extract --tokens last vs plain pp", r[2], r[0], "tok/s", 0.90)
+	return nil
+}
+
+// benchSteerFile is a 3-attribute gated steering file with random weights.
+func (b *bench) benchSteerFile() *steer.File {
+	rng := rand.New(rand.NewPCG(5, 6))
+	n := b.model.NEmbd()
+	f := &steer.File{Version: steer.FileVersion, Site: "l_out", Layer: b.cfg.layer, NEmbd: n, ModelArch: b.model.Arch(),
+		Method: steer.MethodMATSteer, NormPreserve: true}
+	for _, name := range []string{"truthfulness", "toxicity", "bias"} {
+		a := steer.Attribute{Name: name, Gated: true, Theta: make([]float64, n), GateW: make([]float64, n)}
+		for i := 0; i < n; i++ {
+			a.Theta[i] = rng.NormFloat64()
+			a.GateW[i] = rng.NormFloat64() / math.Sqrt(float64(n))
+		}
+		f.Attributes = append(f.Attributes, a)
+	}
+	return f
+}
+
+// steerOverhead compares MAT-Steer steering (3 gated attributes, one layer)
+// with the unsteered model.
+func (b *bench) steerOverhead() error {
+	plain, err := b.newContext(nil)
+	if err != nil {
+		return err
+	}
+	defer plain.Close()
+	h := hooks.New(b.cat)
+	defer h.Close()
+	steered, err := b.newContext(h)
+	if err != nil {
+		return err
+	}
+	defer steered.Close()
+	iv, err := steering.New(b.benchSteerFile(), steer.DefaultApplyOptions(), b.model, b.cat)
+	if err != nil {
+		return err
+	}
+	if err := steering.Install(h, iv); err != nil {
+		return err
+	}
+	r, err := interleaved(b.cfg.reps,
+		func() (float64, error) { return b.pp(plain) }, func() (float64, error) { return b.pp(steered) },
+		func() (float64, error) { return b.tg(plain) }, func() (float64, error) { return b.tg(steered) })
+	if err != nil {
+		return err
+	}
+	fmt.Printf("MAT-Steer (3 gated attributes at %s) vs unsteered:\n", iv.Point())
+	row(fmt.Sprintf("pp%d steered vs unsteered", b.cfg.nPrompt), r[1], r[0], "tok/s", 0.97)
+	row(fmt.Sprintf("tg%d steered vs unsteered", b.cfg.nGen), r[3], r[2], "tok/s", 0.97)
+	return nil
+}
