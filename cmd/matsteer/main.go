@@ -48,6 +48,7 @@ Typical workflow:
 			inspectCommand(),
 			exportCvecCommand(),
 			importCvecCommand(),
+			evalCommand(),
 		},
 	}
 }

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/eval"
+	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/llama"
+	"github.com/matsteer/matsteer/steer"
+)
+
+// taskNeutral is the --task value that runs only the retention and gate
+// analyses.
+const taskNeutral = "neutral"
+
+func evalCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "eval",
+		Usage: "multiple-choice accuracy, capability retention and gate behaviour, unsteered vs steered",
+		UsageText: `matsteer eval --task truthfulqa|bbq|toxigen --data DIR [--split test] [--steer FILE ...] [--strength NAME=X,...]
+              [--limit N] [--out results.json] [--plot chart.png] [--kl-text FILE] [--gates]
+matsteer eval --task neutral --kl-text FILE [--steer FILE ...] [--gates --gate-data PATH]
+
+Every run evaluates "none" (the unsteered model) and each --steer file on the same items; steering acts
+on every prompt and answer token while the choices are scored (teacher-forced log-probs, the prompt
+evaluated once per item). Metrics (see the eval package documentation):
+   truthfulqa  mc1, mc2 (probability mass on true answers), mc3; summed answer log-probs
+   bbq         acc, acc_ambig, acc_disambig, bias_ambig, bias_disambig (BBQ paper bias scores);
+               prediction = highest mean log-prob per token
+   toxigen     acc: the neutral statement has the higher mean log-prob per token than the hateful one
+--data is a dataset file or directory; a directory holding a folder named after the task (e.g. the
+shared data root) is resolved to that folder. Items come from the seeded --split of datasets.Split
+with the task's default fractions (the same split as ` + "`matsteer extract --split`" + `); --limit keeps the first N.
+
+Capability retention (--kl-text FILE, one text per non-blank line): KL(unsteered || steered) of the
+next-token distributions, mean over positions in nats, and perplexity unsteered vs steered.
+Gate behaviour (--gates): every steered token's gates on labelled positive/negative texts: the mean gate
+per steering attribute and the tokens per text with gate > --gate-threshold (the paper's Table 2).
+The texts are the evaluated items' examples (prompt + each choice), or --gate-data's --split part.
+--task neutral runs only these analyses.`,
+		Flags: append(modelFlags(),
+			&cli.StringFlag{Name: "task", Required: true, Usage: "truthfulqa|bbq|toxigen|neutral"},
+			&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Usage: "dataset file or directory (or a root holding <task>/)"},
+			&cli.StringFlag{Name: "split", Value: datasets.PartTest, Usage: "part of the data: train|dev|test|all"},
+			&cli.Uint64Flag{Name: "split-seed", Value: datasets.DefaultSeed, Usage: "split seed"},
+			&cli.IntFlag{Name: "limit", Usage: "evaluate the first N items of the split (0: all)"},
+			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Usage: "steering file to evaluate (repeatable; \"none\" is always included)"},
+			&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strengths NAME=X[,NAME=X...], applied to every file with that attribute"},
+			&cli.Float64SliceFlag{Name: "alpha", Value: cli.NewFloat64Slice(1), Usage: "global strength α; several values evaluate each file at each"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the results as JSON"},
+			&cli.BoolFlag{Name: "per-item", Usage: "include every item's choice scores in --out"},
+			&cli.StringFlag{Name: "plot", Usage: "write a bar chart of the metrics (.png, .svg or .pdf)"},
+			&cli.StringFlag{Name: "kl-text", Usage: "neutral text file (one text per line) for KL divergence and perplexity"},
+			&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts of --kl-text (0: all)"},
+			&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut --kl-text texts to N tokens"},
+			&cli.BoolFlag{Name: "gates", Usage: "report gate statistics on labelled positive/negative texts"},
+			&cli.StringFlag{Name: "gate-data", Usage: "labelled texts for --gates (any format matsteer extract reads; default: the evaluated items)"},
+			&cli.IntFlag{Name: "gate-limit", Value: 200, Usage: "use the first N texts for --gates (0: all)"},
+			&cli.Float64Flag{Name: "gate-threshold", Value: eval.DefaultGateThreshold, Usage: "a token counts as intervened when its gate exceeds this"},
+		),
+		Action: runEval,
+	}
+}
+
+// resolveData returns the dataset path for a task: dir/<task> when dir is
+// a directory holding it, dir otherwise.
+func resolveData(dir, task string) (string, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("--data %s: %w", dir, err)
+	}
+	if st.IsDir() {
+		if sub := filepath.Join(dir, task); isDirPath(sub) {
+			return sub, nil
+		}
+	}
+	return dir, nil
+}
+
+func isDirPath(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// splitPart returns one part of items by the task's default split.
+func splitPart(items []datasets.Item, task, part string, seed uint64) ([]datasets.Item, error) {
+	fr := datasets.DefaultSplit(task)
+	tr, dv, te := datasets.Split(items, fr.Train, fr.Dev, fr.Test, seed)
+	switch part {
+	case datasets.PartAll:
+		return items, nil
+	case datasets.PartTrain:
+		return tr, nil
+	case datasets.PartDev:
+		return dv, nil
+	case datasets.PartTest:
+		return te, nil
+	}
+	return nil, fmt.Errorf("--split %q: want train, dev, test or all", part)
+}
+
+// readTexts reads one text per non-blank line.
+func readTexts(path string, limit int) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--kl-text: %w", err)
+	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<16), 1<<24)
+	for sc.Scan() {
+		if s := strings.TrimSpace(sc.Text()); s != "" {
+			out = append(out, s)
+			if limit > 0 && len(out) == limit {
+				break
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--kl-text %s: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--kl-text %s: no texts", path)
+	}
+	return out, nil
+}
+
+// loadMethods loads every --steer file at every --alpha, giving each file
+// the --strength entries of its own attributes.
+func loadMethods(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]eval.Method, error) {
+	methods := []eval.Method{eval.Unsteered()}
+	strengths, err := steer.ParseStrengths(c.StringSlice("strength"))
+	if err != nil {
+		return nil, fmt.Errorf("--strength: %w", err)
+	}
+	paths := c.StringSlice("steer")
+	if len(strengths) > 0 && len(paths) == 0 {
+		return nil, errors.New("--strength given without --steer")
+	}
+	alphas := c.Float64Slice("alpha")
+	if len(alphas) == 0 {
+		alphas = []float64{1}
+	}
+	used := map[string]bool{}
+	names := map[string]int{eval.NoneName: 1}
+	for _, path := range paths {
+		f, err := steer.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		own := map[string]float64{}
+		for _, a := range f.AttributeNames() {
+			if s, ok := strengths[a]; ok {
+				own[a] = s
+				used[a] = true
+			}
+		}
+		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		for _, alpha := range alphas {
+			name := base
+			if len(alphas) > 1 {
+				name += "@" + strconv.FormatFloat(alpha, 'g', -1, 64)
+			}
+			names[name]++
+			if n := names[name]; n > 1 {
+				name += "#" + strconv.Itoa(n)
+			}
+			meth, err := eval.LoadMethod(name, path, steer.ApplyOptions{Global: alpha, Strengths: own}, m, cat)
+			if err != nil {
+				return nil, err
+			}
+			methods = append(methods, meth)
+		}
+	}
+	var unused []string
+	for n := range strengths {
+		if !used[n] {
+			unused = append(unused, n)
+		}
+	}
+	if len(unused) > 0 {
+		sort.Strings(unused)
+		return nil, fmt.Errorf("--strength: no steering file has attribute(s) %s", strings.Join(unused, ", "))
+	}
+	return methods, nil
+}
+
+func runEval(c *cli.Context) error {
+	start := time.Now()
+	task := strings.ToLower(c.String("task"))
+	if task != taskNeutral {
+		if err := eval.CheckTask(task); err != nil {
+			return fmt.Errorf("--task %q: want truthfulqa, bbq, toxigen or neutral", c.String("task"))
+		}
+	}
+	if task == taskNeutral && c.String("kl-text") == "" && !c.Bool("gates") {
+		return errors.New("--task neutral needs --kl-text FILE and/or --gates --gate-data PATH")
+	}
+	if task == taskNeutral && c.Bool("gates") && c.String("gate-data") == "" {
+		return errors.New("--gates with --task neutral needs --gate-data PATH")
+	}
+	split, seed := c.String("split"), c.Uint64("split-seed")
+	rep := &eval.Report{Task: task, Split: split, SplitSeed: seed, Limit: c.Int("limit"), Created: start.UTC()}
+
+	// Data first, so that mistakes are reported before the model loads.
+	var items []datasets.Item
+	if task != taskNeutral {
+		if c.String("data") == "" {
+			return fmt.Errorf("--task %s needs --data (a %s file or directory)", task, task)
+		}
+		path, err := resolveData(c.String("data"), task)
+		if err != nil {
+			return err
+		}
+		_, all, err := datasets.LoadItems(path, task)
+		if err != nil {
+			return err
+		}
+		if items, err = splitPart(all, task, split, seed); err != nil {
+			return err
+		}
+		if n := c.Int("limit"); n > 0 && len(items) > n {
+			items = items[:n]
+		}
+		if len(items) == 0 {
+			return fmt.Errorf("no %s items in %s (--split %s)", task, path, split)
+		}
+		rep.Data, rep.NItems, rep.Scoring = path, len(items), eval.ScoringRule(task)
+	}
+	var texts []string
+	if p := c.String("kl-text"); p != "" {
+		var err error
+		if texts, err = readTexts(p, c.Int("kl-limit")); err != nil {
+			return err
+		}
+	}
+	var examples []datasets.Example
+	gateSource := ""
+	if c.Bool("gates") {
+		if p := c.String("gate-data"); p != "" {
+			var err error
+			if examples, err = datasets.LoadSplitExamples(p, datasets.FormatAuto, split, seed); err != nil {
+				return err
+			}
+			gateSource = p
+		} else {
+			examples, gateSource = datasets.Examples(items, ""), rep.Data
+		}
+		if n := c.Int("gate-limit"); n > 0 && len(examples) > n {
+			examples = examples[:n]
+		}
+		if len(examples) == 0 {
+			return fmt.Errorf("--gates: no examples in %s (--split %s)", gateSource, split)
+		}
+	}
+	for _, p := range []string{c.String("out"), c.String("plot")} {
+		if p == "" {
+			continue
+		}
+		if dir := filepath.Dir(p); !isDirPath(dir) {
+			return fmt.Errorf("%s: directory %s does not exist", p, dir)
+		}
+	}
+
+	m, err := loadModel(c)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	rep.Model = eval.DescribeModel(m)
+	cat, err := hooks.Probe(m)
+	if err != nil {
+		return err
+	}
+	methods, err := loadMethods(c, m, cat)
+	if err != nil {
+		return err
+	}
+	if c.Bool("gates") && len(methods) == 1 {
+		return errors.New("--gates needs at least one --steer file")
+	}
+	r, err := eval.NewRunner(m, cat, contextParams(c))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	rep.Context = eval.ContextCfg{NCtx: r.Context().NCtx(), NBatch: r.Context().NBatch(), Threads: c.Int("threads")}
+	stderr := c.App.ErrWriter
+
+	if len(items) > 0 {
+		res, err := r.Evaluate(c.Context, task, items, methods, eval.Options{Progress: stderr})
+		if err != nil {
+			return err
+		}
+		if !c.Bool("per-item") {
+			for i := range res {
+				res[i].Items = nil
+			}
+		}
+		rep.Methods = res
+	}
+	if len(texts) > 0 {
+		res, err := r.Retention(c.Context, texts, methods, eval.RetentionOptions{MaxTokens: c.Int("kl-max-tokens"), Progress: stderr})
+		if err != nil {
+			return err
+		}
+		rep.Retention = &eval.RetentionReport{Source: c.String("kl-text"), MaxTokens: c.Int("kl-max-tokens"), Results: res}
+	}
+	if len(examples) > 0 {
+		res, err := r.GateStats(c.Context, examples, methods, eval.GateOptions{Threshold: c.Float64("gate-threshold"), Progress: stderr})
+		if err != nil {
+			return err
+		}
+		rep.Gates = &eval.GateReport{Source: gateSource, Split: split, Results: res}
+	}
+	rep.Seconds = time.Since(start).Seconds()
+
+	if err := rep.WriteText(c.App.Writer); err != nil {
+		return err
+	}
+	if p := c.String("out"); p != "" {
+		if err := rep.WriteJSON(p); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "wrote %s\n", p)
+	}
+	if p := c.String("plot"); p != "" {
+		if err := rep.SavePlot(p); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "wrote %s\n", p)
+	}
+	return nil
+}
