@@ -218,6 +218,7 @@ func (rep *Report) Plot() (*plot.Plot, error) {
 	default:
 		return nil, errors.New("eval: nothing to plot")
 	}
+	p.Add(plotter.NewGrid())
 	w := vg.Points(min(24, 200/float64(len(ss))))
 	lo, hi := 0.0, 0.0
 	for i, s := range ss {
@@ -236,8 +237,8 @@ func (rep *Report) Plot() (*plot.Plot, error) {
 	}
 	p.Legend.Top = true
 	p.NominalX(groups...)
-	p.Add(plotter.NewGrid())
-	p.Y.Min, p.Y.Max = lo, hi+0.15*(hi-lo+1e-9)
+	p.X.Min, p.X.Max = -0.6, float64(len(groups))-0.4
+	p.Y.Min, p.Y.Max = lo, hi+0.25*(hi-lo+1e-9)
 	return p, nil
 }
 
