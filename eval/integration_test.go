@@ -1,0 +1,124 @@
+package eval
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/internal/testenv"
+	"github.com/matsteer/matsteer/llama"
+	"github.com/matsteer/matsteer/steer"
+	"github.com/matsteer/matsteer/steering"
+)
+
+// smolEnv loads the default model (SmolLM2) and the shared data, or skips.
+func smolEnv(t *testing.T) (env, string) {
+	t.Helper()
+	path := testenv.DefaultModel(t)
+	data := testenv.DataDir(t)
+	m, err := llama.LoadModel(path, llama.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	cat, err := hooks.Probe(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env{m, cat}, data
+}
+
+// testItems loads the first n items of a task's test split.
+func testItems(t *testing.T, data, task string, n int) []datasets.Item {
+	t.Helper()
+	_, items, err := datasets.LoadItems(filepath.Join(data, task), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := datasets.DefaultSplit(task)
+	_, _, te := datasets.Split(items, fr.Train, fr.Dev, fr.Test, datasets.DefaultSeed)
+	return te[:min(n, len(te))]
+}
+
+func TestSmolLM2TruthfulQA(t *testing.T) {
+	e, data := smolEnv(t)
+	items := testItems(t, data, datasets.TaskTruthfulQA, 2)
+	r, err := NewRunner(e.m, e.cat, llama.ContextParams{NCtx: 512, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// An ungated random direction at l_out-10 (norm ~ a typical row's).
+	d := e.m.NEmbd()
+	a := steer.Attribute{Name: "probe", Theta: make([]float64, d)}
+	for i := range a.Theta {
+		a.Theta[i] = 0.3 * math.Sin(float64(7*i+1))
+	}
+	f := &steer.File{Version: steer.FileVersion, Site: "l_out", Layer: 10, NEmbd: d, ModelArch: e.m.Arch(),
+		Method: steer.MethodMeanDiff, NormPreserve: true, Attributes: []steer.Attribute{a}}
+	iv, err := steering.New(f, steer.DefaultApplyOptions(), e.m, e.cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	methods := []Method{Unsteered(), {Name: "probe", Intervention: iv, Options: steer.DefaultApplyOptions()}}
+	res, err := r.Evaluate(context.Background(), datasets.TaskTruthfulQA, items, methods, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range res {
+		mc2 := m.Metrics[MetricMC2]
+		if mc2 <= 0 || mc2 >= 1 || m.Counts["n_mc1"] != len(items) {
+			t.Errorf("%s: %+v", m.Name, m.Summary)
+		}
+	}
+	if res[0].Items[0].Choices[0] == res[1].Items[0].Choices[0] {
+		t.Error("steering did not change the first score")
+	}
+	// Prefix reuse agrees with a fresh ContinuationLogProb on the real model.
+	prompt, _ := e.m.Tokenize(items[0].Prompt, true, false)
+	cont, _ := e.m.Tokenize(items[0].Choices[1].Text, false, false)
+	cl, err := r.Context().ContinuationLogProb(context.Background(), prompt, cont)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res[0].Items[0].Choices[1].Sum; math.Abs(got-cl.Sum) > 1e-3 {
+		t.Errorf("prefix reuse %v, ContinuationLogProb %v", got, cl.Sum)
+	}
+}
+
+func TestSmolLM2BBQAndToxiGen(t *testing.T) {
+	e, data := smolEnv(t)
+	r, err := NewRunner(e.m, e.cat, llama.ContextParams{NCtx: 512, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	bbq := testItems(t, data, datasets.TaskBBQ, 6)
+	res, err := r.Evaluate(context.Background(), datasets.TaskBBQ, bbq, []Method{Unsteered()}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res[0]
+	if s.Counts["n_ambig"]+s.Counts["n_disambig"] != len(bbq) {
+		t.Errorf("BBQ counts %v", s.Counts)
+	}
+	if acc := s.Metrics[MetricAcc]; acc < 0 || acc > 1 {
+		t.Errorf("BBQ acc %v", acc)
+	}
+	for _, k := range []string{MetricBiasAmbig, MetricBiasDisambig} {
+		if v, ok := s.Metrics[k]; ok && (v < -1 || v > 1) {
+			t.Errorf("BBQ %s = %v", k, v)
+		}
+	}
+	tox := testItems(t, data, datasets.TaskToxiGen, 4)
+	res, err = r.Evaluate(context.Background(), datasets.TaskToxiGen, tox, []Method{Unsteered()}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc := res[0].Metrics[MetricAcc]; acc < 0 || acc > 1 || res[0].NItems != len(tox) {
+		t.Errorf("ToxiGen %+v", res[0].Summary)
+	}
+}
