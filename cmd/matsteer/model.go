@@ -59,7 +59,7 @@ func runModelPull(c *cli.Context) error {
 func runModelList(c *cli.Context) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tCACHED\tPATH\tDESCRIPTION")
-	for _, s := range models.Known {
+	for _, s := range models.Known() {
 		cached := "no"
 		if _, err := os.Stat(s.Path()); err == nil {
 			cached = "yes"
