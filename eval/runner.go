@@ -174,9 +174,19 @@ func (r *Runner) install(m Method) error {
 }
 
 // abortOnCancel aborts a running decode when ctx is cancelled; call the
-// returned function when done.
-func (r *Runner) abortOnCancel(ctx context.Context) func() bool {
-	return context.AfterFunc(ctx, r.lctx.Abort)
+// returned function when done: it waits for an abort already under way, so
+// the context is not touched after it returns.
+func (r *Runner) abortOnCancel(ctx context.Context) func() {
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(done)
+		r.lctx.Abort()
+	})
+	return func() {
+		if !stop() {
+			<-done
+		}
+	}
 }
 
 // ctxErr prefers ctx's error over an error caused by the abort.
