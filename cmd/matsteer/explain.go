@@ -122,8 +122,9 @@ func gateBar(g float32) string {
 	return strings.Repeat("█", n)
 }
 
-func isTerminal(f *os.File) bool {
-	if os.Getenv("NO_COLOR") != "" || os.Getenv("CI") != "" {
+func isTerminalWriter(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("CI") != "" {
 		return false
 	}
 	st, err := f.Stat()

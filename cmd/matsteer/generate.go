@@ -114,7 +114,7 @@ func runGenerate(c *cli.Context) error {
 	if len(toks)+1 > ctx.NCtx() {
 		return fmt.Errorf("prompt is %d tokens, longer than the context (%d); raise --ctx or shorten the prompt", len(toks), ctx.NCtx())
 	}
-	out := bufio.NewWriter(os.Stdout)
+	out := bufio.NewWriter(c.App.Writer)
 	defer out.Flush()
 	all := append([]llama.Token(nil), toks...)
 	st, err := ctx.Generate(c.Context, toks, llama.GenerateOptions{MaxTokens: c.Int("n"), Sampler: samplerParams(c)},
@@ -136,7 +136,7 @@ func runGenerate(c *cli.Context) error {
 			}
 		}
 		if c.Bool("explain") {
-			printExplain(os.Stdout, tg, recs, isTerminal(os.Stdout))
+			printExplain(c.App.Writer, tg, recs, isTerminalWriter(c.App.Writer))
 		}
 	}
 	if !c.Bool("quiet") {

@@ -57,7 +57,7 @@ func runModelPull(c *cli.Context) error {
 }
 
 func runModelList(c *cli.Context) error {
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tCACHED\tPATH\tDESCRIPTION")
 	for _, s := range models.Known() {
 		cached := "no"
@@ -83,7 +83,7 @@ func runModelInfo(c *cli.Context) error {
 	}
 	defer m.Close()
 	sp := m.Special()
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "file\t%s\n", path)
 	fmt.Fprintf(w, "name\t%s\n", m.Name())
 	fmt.Fprintf(w, "architecture\t%s\n", m.Arch())

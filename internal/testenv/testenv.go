@@ -65,3 +65,21 @@ func DataDir(t testing.TB) string {
 	}
 	return d
 }
+
+// Model returns the cached path of a known model other than the default
+// (e.g. "gemma3-270m"); it skips when that model is not cached, also in CI,
+// since CI fetches only the default model.
+func Model(t testing.TB, name string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	spec, err := models.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(spec.Path()); err != nil {
+		t.Skipf("model %s not cached at %s; run `matsteer model pull %s` to include it", name, spec.Path(), name)
+	}
+	return spec.Path()
+}

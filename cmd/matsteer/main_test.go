@@ -1,0 +1,80 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/matsteer/matsteer/llama"
+)
+
+// randomModelFile saves the tiny random test model to a temp GGUF file.
+func randomModelFile(t *testing.T) string {
+	t.Helper()
+	m, err := llama.NewRandomModel(llama.DefaultRandomModelConfig(), llama.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	path := filepath.Join(t.TempDir(), "tiny.gguf")
+	if err := m.SaveToFile(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestGenerateIsDeterministic(t *testing.T) {
+	model := randomModelFile(t)
+	a, _, err := runCLI(t, "generate", "--model", model, "-t", "2", "-q", "-n", "8", "--prompt", "the cat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _ := runCLI(t, "generate", "--model", model, "-t", "2", "-q", "-n", "8", "--prompt", "the cat")
+	if a != b || a == "" {
+		t.Fatalf("greedy runs differ or are empty: %q vs %q", a, b)
+	}
+	// Saved GGUF test models carry no chat template: --chat must say so.
+	if _, _, err := runCLI(t, "generate", "--model", model, "-t", "2", "-q", "-n", "8", "--chat", "--prompt", "the cat"); err == nil || !strings.Contains(err.Error(), "no chat template") {
+		t.Fatalf("--chat without a template: %v", err)
+	}
+}
+
+func TestGenerateErrors(t *testing.T) {
+	model := randomModelFile(t)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"generate", "--model", filepath.Join(t.TempDir(), "none.gguf"), "--prompt", "x"}, "no such file"},
+		{[]string{"generate", "--model", model, "--prompt", "x", "--temp", "-1"}, "temperature"},
+		{[]string{"generate", "--model", model, "--prompt", strings.Repeat("the cat ", 400), "--ctx", "256"}, "longer than the context"},
+		{[]string{"generate", "--model", model, "--prompt", "x", "--explain"}, "need --steer"},
+		{[]string{"generate", "--model", model, "--prompt", "x", "--steer", filepath.Join(t.TempDir(), "none.gguf")}, "no such file"},
+	}
+	for _, c := range cases {
+		_, _, err := runCLI(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want it to mention %q", c.args[:3], err, c.want)
+		}
+	}
+}
+
+func TestDefaultModelMissingIsHelpful(t *testing.T) {
+	t.Setenv("MATSTEER_CACHE", t.TempDir())
+	_, _, err := runCLI(t, "generate", "--prompt", "x")
+	if err == nil || !strings.Contains(err.Error(), "matsteer model pull") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestModelInfoListsHookSites(t *testing.T) {
+	out, _, err := runCLI(t, "model", "info", randomModelFile(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"matsteer-random-llama", "l_out[0..3]", "attn_out[0..3]", "chat template"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("model info lacks %q:\n%s", want, out)
+		}
+	}
+}
