@@ -13,7 +13,7 @@ import (
 // modelFlags are shared by every command that loads a model.
 func modelFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "`PATH` to a GGUF model file (default: the cached default model, see: matsteer model pull)"},
+		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model file at `PATH` (default: the cached default model, see: matsteer model pull)"},
 		&cli.IntFlag{Name: "gpu-layers", Aliases: []string{"ngl"}, Value: 0, Usage: "layers to offload to the GPU (-1: all; needs a CUDA build)"},
 		&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Value: defaultThreads(), Usage: "CPU threads"},
 		&cli.IntFlag{Name: "ctx", Value: 2048, Usage: "context length in tokens"},

@@ -15,7 +15,7 @@ import (
 // steerFlags select steering files and their strengths.
 func steerFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "steer", Usage: "`FILE`: a steering file from matsteer train (repeatable; one per site and layer)"},
+		&cli.StringSliceFlag{Name: "steer", Usage: "steering `FILE` from matsteer train (repeatable; one per site and layer)"},
 		&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strength, NAME=X[,NAME=X...] (default 1; 0 switches an attribute off)"},
 		&cli.Float64Flag{Name: "global", Value: 1, Usage: "global strength α multiplying every attribute"},
 	}
