@@ -76,9 +76,10 @@
 //	ppl         exp of the mean negative log-likelihood of the text's next
 //	            tokens under the steered model (ppl_base: unsteered)
 //
-// GateStats runs labelled texts (datasets.Example, prompt + response) with
-// each gated condition installed and records every row's gates through the
-// steering audit callback. For every (data attribute, label, steering
+// GateStats runs labelled texts (datasets.Example, prompt + response,
+// BOS included) with each steering condition installed and records every
+// token's gates through the steering audit callback (ungated attributes
+// report 1). For every (data attribute, label, steering
 // attribute) it reports the mean gate over all tokens and the mean number
 // of tokens per text whose gate exceeds a threshold (0.5), the paper's
 // Table 2 analysis (average gate and number of intervened tokens on

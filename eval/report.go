@@ -177,7 +177,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 				if s.Label == 1 {
 					label = "pos"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.4f\t%.2f\t%.1f\n", g.Name, s.Attribute, s.DataAttribute, label, s.Texts, s.MeanGate, s.AbovePerText, float64(s.Tokens)/float64(max(s.Texts, 1)))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.3g\t%.2f\t%.1f\n", g.Name, s.Attribute, s.DataAttribute, label, s.Texts, s.MeanGate, s.AbovePerText, float64(s.Tokens)/float64(max(s.Texts, 1)))
 			}
 		}
 	}
