@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,8 +121,8 @@ func decodeStrict(data []byte, v any, strict bool, prefix string) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err, prefix)
 	}
-	if dec.More() {
-		return invalid(strings.TrimSuffix(prefix, "."), "malformed JSON: unexpected data after the JSON value")
+	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
+		return invalid(strings.TrimSuffix(prefix, "."), "malformed JSON: unexpected data after the JSON value at byte %d", dec.InputOffset())
 	}
 	return nil
 }
@@ -136,14 +137,15 @@ func jsonError(err error, prefix string) error {
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		return invalid(strings.TrimSuffix(prefix, "."), "malformed JSON: unexpected end of input")
 	case errors.As(err, &te):
-		field := prefix + te.Field
+		// Fields of embedded structs are reported as "genParams.name".
+		field := prefix + strings.TrimPrefix(te.Field, "genParams.")
 		if te.Field == "" {
 			field = strings.TrimSuffix(prefix, ".")
 			if field == "" {
 				return invalid("", "the request body must be a JSON object, got %s", te.Value)
 			}
 		}
-		return invalid(field, "%s must be %s, got %s", field, jsonTypeName(te.Type.String()), te.Value)
+		return invalid(field, "%s must be %s, got %s", field, jsonTypeName(te.Type), te.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return invalid(prefix+name, "unknown field %q in %s", name, strings.TrimSuffix(prefix, "."))
@@ -151,21 +153,22 @@ func jsonError(err error, prefix string) error {
 	return invalid(strings.TrimSuffix(prefix, "."), "malformed JSON: %v", err)
 }
 
-func jsonTypeName(goType string) string {
-	switch strings.TrimPrefix(goType, "*") {
-	case "int", "int64":
+func jsonTypeName(t reflect.Type) string {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint32, reflect.Uint64:
 		return "an integer"
-	case "float64":
+	case reflect.Float64, reflect.Float32:
 		return "a number"
-	case "string":
+	case reflect.String:
 		return "a string"
-	case "bool":
+	case reflect.Bool:
 		return "a boolean"
-	}
-	if strings.HasPrefix(goType, "[]") {
+	case reflect.Slice, reflect.Array:
 		return "an array"
-	}
-	if strings.HasPrefix(goType, "map[") {
+	case reflect.Map, reflect.Struct:
 		return "an object"
 	}
 	return "of a different type"

@@ -233,12 +233,18 @@ func (s *Server) release(sl *slot) {
 // Serve serves HTTP on ln until ctx is cancelled, then shuts down
 // gracefully: it stops accepting connections and lets running requests
 // finish for up to grace, then cancels the generations still running.
-// It returns nil after a graceful shutdown.
+// It returns nil after a graceful shutdown, once no handler is running.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
 	genCtx, cancelGen := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelGen()
+	var active sync.WaitGroup // handlers still running
+	h := s.Handler()
 	hs := &http.Server{
-		Handler:           s.Handler(),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			active.Add(1)
+			defer active.Done()
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -261,6 +267,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 		s.log.Warn("grace period over: cancelling running generations", "busy", s.busy.Load())
 		cancelGen()
 		_ = hs.Close()
+		active.Wait() // cancelled generations end within a token
 	}
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", serr)

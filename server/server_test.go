@@ -421,3 +421,5 @@ func TestStreamErrorEvent(t *testing.T) {
 		t.Fatalf("stream error: %v", err)
 	}
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
