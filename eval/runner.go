@@ -132,6 +132,11 @@ func NewRunner(m *llama.Model, cat *hooks.Catalog, p llama.ContextParams) (*Runn
 	}
 	h := hooks.New(cat)
 	p.Hook = h
+	if p.NSeqMax == 0 {
+		// Choices are scored together, one sequence each, sharing the
+		// prompt's KV cells (llama.Scorer.ScoreAll).
+		p.NSeqMax = 16
+	}
 	lctx, err := llama.NewContext(m, p)
 	if err != nil {
 		h.Close()
@@ -287,12 +292,12 @@ func (r *Runner) scoreItem(ctx context.Context, id string, p *preparedItem) (Ite
 	}
 	decoded := len(p.prompt)
 	scores := make([]ChoiceScore, len(p.texts))
+	all, err := r.scorer.ScoreAll(ctx, p.texts)
+	if err != nil {
+		return ItemScores{}, 0, fmt.Errorf("eval: item %s: %w", id, err)
+	}
 	for k, toks := range p.texts {
-		cs, err := r.scorer.Score(ctx, toks)
-		if err != nil {
-			return ItemScores{}, 0, fmt.Errorf("eval: item %s: %w", id, err)
-		}
-		scores[k] = ChoiceScore{Sum: cs.Sum, Tokens: len(toks)}
+		scores[k] = ChoiceScore{Sum: all[k].Sum, Tokens: len(toks)}
 		decoded += len(toks) - 1
 	}
 	out := ItemScores{ID: id, Choices: make([]ChoiceScore, len(p.choice))}

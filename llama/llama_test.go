@@ -236,3 +236,39 @@ func TestSamplerValidation(t *testing.T) {
 	}
 	s.Close()
 }
+
+func TestScoreAllMatchesScore(t *testing.T) {
+	m := randomModel(t)
+	ctx := newContext(t, m, ContextParams{NCtx: 256, NBatch: 32, NSeqMax: 3})
+	s := ctx.NewScorer(0)
+	defer s.Close()
+	prefix, _ := m.Tokenize("the cat is", true, false)
+	var conts [][]Token
+	for _, text := range []string{" in it", " of the a and to", " a", " it is the cat of a dog in the", " x", " the"} {
+		toks, _ := m.Tokenize(text, false, false)
+		conts = append(conts, toks)
+	}
+	if err := s.SetPrefix(context.Background(), prefix); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.ScoreAll(context.Background(), conts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, cont := range conts {
+		one, err := s.Score(context.Background(), cont)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(one.Sum-all[k].Sum) > 1e-4 || len(all[k].PerToken) != len(cont) {
+			t.Errorf("continuation %d: ScoreAll %v, Score %v", k, all[k].Sum, one.Sum)
+		}
+	}
+	// The prefix is intact: scoring again gives the same numbers.
+	again, _ := s.ScoreAll(context.Background(), conts)
+	for k := range conts {
+		if again[k].Sum != all[k].Sum {
+			t.Errorf("continuation %d: second ScoreAll %v vs %v", k, again[k].Sum, all[k].Sum)
+		}
+	}
+}

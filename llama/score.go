@@ -123,3 +123,111 @@ func (c *Context) ContinuationLogProb(ctx context.Context, prefix, cont []Token)
 	}
 	return s.Score(ctx, cont)
 }
+
+// ScoreAll scores several continuations of the prefix together: each is
+// decoded in its own sequence that shares the prefix's KV cells (no copy),
+// packed into as few batches as n_batch and the context's sequences allow.
+// It gives the same results as calling Score for each (up to the float
+// rounding of batched kernels) and is several times faster for short
+// continuations. The context needs NSeqMax >= 2.
+func (s *Scorer) ScoreAll(ctx context.Context, conts [][]Token) ([]ContinuationScore, error) {
+	out := make([]ContinuationScore, len(conts))
+	if s.prefixLen == 0 {
+		return nil, errors.New("score: no prefix set")
+	}
+	nv := s.ctx.model.NVocab()
+	for k, cont := range conts {
+		if len(cont) == 0 {
+			return nil, fmt.Errorf("score: continuation %d is empty", k)
+		}
+		if s.prefixLen+len(cont) > s.ctx.nCtx {
+			return nil, fmt.Errorf("score: prefix (%d) + continuation (%d) tokens exceed the context of %d tokens", s.prefixLen, len(cont), s.ctx.nCtx)
+		}
+		if len(cont)-1 > s.ctx.nBatch {
+			return nil, fmt.Errorf("score: continuation of %d tokens exceeds n_batch=%d", len(cont), s.ctx.nBatch)
+		}
+		for _, t := range cont {
+			if t < 0 || int(t) >= nv {
+				return nil, fmt.Errorf("score: token %d out of vocabulary (%d)", t, nv)
+			}
+		}
+		out[k].PerToken = make([]float64, len(cont))
+		out[k].PerToken[0] = tokenLogProb(s.prefixLogits, cont[0])
+	}
+	// Free sequence ids: every id but the prefix's.
+	var free []int
+	for id := 0; id < s.ctx.nSeq; id++ {
+		if id != s.seq {
+			free = append(free, id)
+		}
+	}
+	if len(free) == 0 {
+		for k := range conts {
+			sc, err := s.Score(ctx, conts[k])
+			if err != nil {
+				return nil, err
+			}
+			out[k] = sc
+		}
+		return out, nil
+	}
+	type slot struct{ cont, seq, firstOut int }
+	var group []slot
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		defer func() {
+			for _, g := range group {
+				s.ctx.RemoveTokens(g.seq, -1, -1)
+			}
+			group = group[:0]
+		}()
+		if err := s.ctx.Decode(s.batch); err != nil {
+			return fmt.Errorf("score: continuations: %w", err)
+		}
+		for _, g := range group {
+			cont := conts[g.cont]
+			for i := 0; i < len(cont)-1; i++ {
+				lg, err := s.ctx.Logits(g.firstOut + i)
+				if err != nil {
+					return fmt.Errorf("score: %w", err)
+				}
+				out[g.cont].PerToken[i+1] = tokenLogProb(lg, cont[i+1])
+			}
+		}
+		return nil
+	}
+	s.batch.Clear()
+	for k, cont := range conts {
+		n := len(cont) - 1 // the last token needs no logits
+		if n == 0 {
+			continue
+		}
+		if len(group) == len(free) || s.batch.Len()+n > s.ctx.nBatch {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+			s.batch.Clear()
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		seq := free[len(group)]
+		s.ctx.CopySequence(s.seq, seq, -1, -1)
+		g := slot{cont: k, seq: seq, firstOut: s.batch.Outputs()}
+		for i := 0; i < n; i++ {
+			_ = s.batch.Add(cont[i], s.prefixLen+i, []int{seq}, true)
+		}
+		group = append(group, g)
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	for k := range out {
+		for _, v := range out[k].PerToken {
+			out[k].Sum += v
+		}
+	}
+	return out, nil
+}
