@@ -237,9 +237,13 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	text, err := s.model.ApplyChatTemplate("", msgs, true)
+	if s.cfg.ChatTemplate == "" && s.model.ChatTemplate() == "" {
+		writeError(w, invalid("messages", "model %s has no chat template: use /v1/completions, or start the server with a chat template (--chat-template chatml)", s.modelID))
+		return
+	}
+	text, err := s.model.ApplyChatTemplate(s.cfg.ChatTemplate, msgs, true)
 	if err != nil {
-		writeError(w, invalid("messages", "applying the model's chat template: %v", err))
+		writeError(w, invalid("messages", "applying the chat template: %v", err))
 		return
 	}
 	if j.prompt, err = s.model.Tokenize(text, true, true); err != nil {

@@ -37,6 +37,10 @@ type Config struct {
 	// ModelID is the model's id in responses and /v1/models (default: the
 	// model's name).
 	ModelID string
+	// ChatTemplate overrides the model's chat template for
+	// /v1/chat/completions (a Jinja template or a llama.cpp template name
+	// such as "chatml"; "": the model's own).
+	ChatTemplate string
 	// Parallel is the number of slots: contexts that generate at the same
 	// time, each with its own KV memory and hooks (0: DefaultParallel).
 	Parallel int

@@ -42,6 +42,7 @@ Typical workflow:
 		HideHelpCommand: true,
 		Commands: []*cli.Command{
 			generateCommand(),
+			serveCommand(),
 			modelCommand(),
 			extractCommand(),
 			trainCommand(),
