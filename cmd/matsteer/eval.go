@@ -56,7 +56,7 @@ The texts are the evaluated items' examples (prompt + each choice), or --gate-da
 			&cli.StringFlag{Name: "split", Value: datasets.PartTest, Usage: "part of the data: train|dev|test|all"},
 			&cli.Uint64Flag{Name: "split-seed", Value: datasets.DefaultSeed, Usage: "split seed"},
 			&cli.IntFlag{Name: "limit", Usage: "evaluate the first N items of the split (0: all)"},
-			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Usage: "steering file to evaluate (repeatable; \"none\" is always included)"},
+			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Usage: "steering `FILE` to evaluate, or FILE@ALPHA to evaluate it at its own global strength (repeatable; \"none\" is always included)"},
 			&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strengths NAME=X[,NAME=X...], applied to every file with that attribute"},
 			&cli.Float64SliceFlag{Name: "alpha", Value: cli.NewFloat64Slice(1), Usage: "global strength α; several values evaluate each file at each"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the results as JSON"},
@@ -138,6 +138,23 @@ func readTexts(path string, limit int) ([]string, error) {
 	return out, nil
 }
 
+// splitAlpha reads "FILE@ALPHA" (a file evaluated at its own global
+// strength) or "FILE" (evaluated at every --alpha).
+func splitAlpha(arg string, alphas []float64) (string, []float64, error) {
+	i := strings.LastIndexByte(arg, '@')
+	if i < 0 {
+		return arg, alphas, nil
+	}
+	if _, err := os.Stat(arg); err == nil {
+		return arg, alphas, nil // a file name that contains '@'
+	}
+	a, err := strconv.ParseFloat(arg[i+1:], 64)
+	if err != nil {
+		return "", nil, fmt.Errorf("--steer %s: want FILE or FILE@ALPHA", arg)
+	}
+	return arg[:i], []float64{a}, nil
+}
+
 // loadMethods loads every --steer file at every --alpha, giving each file
 // the --strength entries of its own attributes.
 func loadMethods(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]eval.Method, error) {
@@ -156,7 +173,11 @@ func loadMethods(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]eval.Met
 	}
 	used := map[string]bool{}
 	names := map[string]int{eval.NoneName: 1}
-	for _, path := range paths {
+	for _, arg := range paths {
+		path, fileAlphas, err := splitAlpha(arg, alphas)
+		if err != nil {
+			return nil, err
+		}
 		f, err := steer.ReadFile(path)
 		if err != nil {
 			return nil, err
@@ -169,9 +190,9 @@ func loadMethods(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]eval.Met
 			}
 		}
 		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-		for _, alpha := range alphas {
+		for _, alpha := range fileAlphas {
 			name := base
-			if len(alphas) > 1 {
+			if len(fileAlphas) > 1 || len(alphas) > 1 || len(fileAlphas) == 1 && fileAlphas[0] != alphas[0] {
 				name += "@" + strconv.FormatFloat(alpha, 'g', -1, 64)
 			}
 			names[name]++

@@ -1,0 +1,314 @@
+// Command matsteer-study runs the reproducible comparison of RESULTS.md:
+// on one model it extracts activations of the train splits of TruthfulQA,
+// BBQ and ToxiGen, trains MAT-Steer (several λ settings) and the baselines
+// (mean difference, PCA, MAT-Steer's vectors on all tokens) at several
+// layers, chooses each method's layer, λ and strength α on the dev splits,
+// and reports test metrics, KL divergence on neutral text and gate
+// statistics. Every step is a `matsteer` command (printed as it runs), and
+// every artifact is cached in the work directory, so an interrupted study
+// resumes where it stopped. `make eval` runs it.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/matsteer/matsteer/eval"
+)
+
+type config struct {
+	bin, data, work, out, neutral string
+	layers                        []int
+	alphas                        string
+	threads                       int
+	trainLimit                    map[string]int
+	devLimit, testLimit           map[string]int
+	lambdas                       map[string][3]string
+	extraTrainFlags               string
+}
+
+var tasks = []string{"truthfulqa", "bbq", "toxigen"}
+
+// primary is each task's headline metric (higher is better).
+var primary = map[string]string{"truthfulqa": "mc2", "bbq": "acc", "toxigen": "acc"}
+
+func main() {
+	var cfg config
+	var layers string
+	flag.StringVar(&cfg.bin, "bin", "bin/matsteer", "matsteer binary")
+	flag.StringVar(&cfg.data, "data", "../shared/data", "shared dataset root (holds truthfulqa/, bbq/, toxigen/)")
+	flag.StringVar(&cfg.work, "work", filepath.Join(cacheDir(), "study"), "work directory for activations, steering files and reports")
+	flag.StringVar(&cfg.out, "out", "results", "directory for the summary (study.md, study.json files)")
+	flag.StringVar(&cfg.neutral, "neutral", "demo/data/neutral.txt", "neutral text for KL and perplexity (one text per line)")
+	flag.StringVar(&layers, "layers", "10,14", "layers to sweep")
+	flag.StringVar(&cfg.alphas, "alphas", "1,2", "global strengths to sweep on dev")
+	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
+	flag.StringVar(&cfg.extraTrainFlags, "train-flags", "", "extra flags for every `matsteer train --method mat-steer`")
+	flag.Parse()
+	for _, s := range strings.Split(layers, ",") {
+		l, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "matsteer-study: bad -layers %q\n", layers)
+			os.Exit(2)
+		}
+		cfg.layers = append(cfg.layers, l)
+	}
+	cfg.trainLimit = map[string]int{"truthfulqa": 1200, "bbq": 600, "toxigen": 0}
+	cfg.devLimit = map[string]int{"truthfulqa": 25, "bbq": 40, "toxigen": 28}
+	cfg.testLimit = map[string]int{"truthfulqa": 100, "bbq": 150, "toxigen": 100}
+	cfg.lambdas = map[string][3]string{"paper": {"0.9", "0.9", "0.1"}, "light": {"0.1", "0.1", "0.1"}}
+	start := time.Now()
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "matsteer-study:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("study finished in %s\n", time.Since(start).Round(time.Second))
+}
+
+func cacheDir() string {
+	if d := os.Getenv("MATSTEER_CACHE"); d != "" {
+		return d
+	}
+	d, _ := os.UserCacheDir()
+	return filepath.Join(d, "matsteer")
+}
+
+// matsteer runs one CLI command, echoing it, unless out already exists.
+func (c config) matsteer(out string, args ...string) error {
+	if out != "" {
+		if _, err := os.Stat(out); err == nil {
+			fmt.Printf("   (cached) %s\n", filepath.Base(out))
+			return nil
+		}
+	}
+	args = append(args, "-t", strconv.Itoa(c.threads))
+	fmt.Printf("$ matsteer %s\n", strings.Join(args, " "))
+	cmd := exec.Command(c.bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if os.Getenv("STUDY_VERBOSE") != "" {
+		cmd.Stdout = os.Stdout
+	}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("matsteer %s: %w", args[0], err)
+	}
+	return nil
+}
+
+func (c config) path(name string) string { return filepath.Join(c.work, name) }
+
+func run(c config) error {
+	if err := os.MkdirAll(c.work, 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return err
+	}
+	// 1. Activations of the train splits, every token.
+	for _, l := range c.layers {
+		for _, task := range tasks {
+			out := c.path(fmt.Sprintf("acts-L%d-%s.safetensors", l, task))
+			args := []string{"extract", "--data", filepath.Join(c.data, task), "--split", "train", "--layer", strconv.Itoa(l), "--tokens", "all", "--out", out}
+			if n := c.trainLimit[task]; n > 0 {
+				args = append(args, "--limit", strconv.Itoa(n))
+			}
+			if err := c.matsteer(out, args...); err != nil {
+				return err
+			}
+		}
+	}
+	// 2. Steering files: MAT-Steer per λ setting, and the baselines.
+	var files []string
+	for _, l := range c.layers {
+		var acts []string
+		for _, task := range tasks {
+			acts = append(acts, "--acts", c.path(fmt.Sprintf("acts-L%d-%s.safetensors", l, task)))
+		}
+		names := sortedKeys(c.lambdas)
+		for _, name := range names {
+			lam := c.lambdas[name]
+			out := c.path(fmt.Sprintf("mat-steer-%s-L%d.gguf", name, l))
+			args := append([]string{"train", "--method", "mat-steer", "--out", out, "--quiet",
+				"--lambda-pos", lam[0], "--lambda-sparse", lam[1], "--lambda-ortho", lam[2]}, acts...)
+			args = append(args, strings.Fields(c.extraTrainFlags)...)
+			if err := c.matsteer(out, args...); err != nil {
+				return err
+			}
+			files = append(files, out)
+		}
+		for _, method := range []string{"mean-diff", "pca", "all-tokens"} {
+			out := c.path(fmt.Sprintf("%s-L%d.gguf", method, l))
+			args := append([]string{"train", "--method", method, "--out", out, "--quiet"}, acts...)
+			if method == "all-tokens" {
+				lam := c.lambdas[names[0]]
+				args = append(args, "--lambda-pos", lam[0], "--lambda-sparse", lam[1], "--lambda-ortho", lam[2])
+				args = append(args, strings.Fields(c.extraTrainFlags)...)
+			}
+			if err := c.matsteer(out, args...); err != nil {
+				return err
+			}
+			files = append(files, out)
+		}
+	}
+	// 3. Dev sweep: every file at every α on every task.
+	dev := map[string]*eval.Report{}
+	for _, task := range tasks {
+		out := c.path("dev-" + task + ".json")
+		args := []string{"eval", "--task", task, "--data", c.data, "--split", "dev", "--limit", strconv.Itoa(c.devLimit[task]), "--alpha", c.alphas, "--out", out}
+		for _, f := range files {
+			args = append(args, "--steer", f)
+		}
+		if err := c.matsteer(out, args...); err != nil {
+			return err
+		}
+		rep, err := eval.ReadReport(out)
+		if err != nil {
+			return err
+		}
+		dev[task] = rep
+	}
+	best, sweep := choose(dev)
+	// 4. Test: the chosen condition of every method, plus gates and KL.
+	test := map[string]*eval.Report{}
+	for _, task := range tasks {
+		out := c.path("test-" + task + ".json")
+		args := []string{"eval", "--task", task, "--data", c.data, "--split", "test", "--limit", strconv.Itoa(c.testLimit[task]),
+			"--gates", "--gate-limit", "120", "--out", out}
+		args = append(args, steerArgs(best)...)
+		if err := c.matsteer(out, args...); err != nil {
+			return err
+		}
+		rep, err := eval.ReadReport(out)
+		if err != nil {
+			return err
+		}
+		test[task] = rep
+	}
+	klOut := c.path("retention.json")
+	args := append([]string{"eval", "--task", "neutral", "--kl-text", c.neutral, "--out", klOut}, steerArgs(best)...)
+	if err := c.matsteer(klOut, args...); err != nil {
+		return err
+	}
+	ret, err := eval.ReadReport(klOut)
+	if err != nil {
+		return err
+	}
+	return writeSummary(c, sweep, best, test, ret)
+}
+
+// choice is one method family's selected condition.
+type choice struct {
+	family, file string
+	alpha        float64
+	dev          float64
+}
+
+// family names a steering file's method and λ setting from its file name.
+func family(file string) string {
+	base := strings.TrimSuffix(filepath.Base(file), ".gguf")
+	if i := strings.LastIndex(base, "-L"); i > 0 {
+		return base[:i]
+	}
+	return base
+}
+
+type sweepRow struct {
+	name   string
+	perDev map[string]float64
+	avg    float64
+}
+
+// choose picks, per method family, the condition with the best dev
+// average of the tasks' primary metrics.
+func choose(dev map[string]*eval.Report) (map[string]choice, []sweepRow) {
+	rows := map[string]*sweepRow{}
+	info := map[string]*eval.SteeringInfo{}
+	for _, task := range tasks {
+		for _, m := range dev[task].Methods {
+			r := rows[m.Name]
+			if r == nil {
+				r = &sweepRow{name: m.Name, perDev: map[string]float64{}}
+				rows[m.Name] = r
+			}
+			v, _ := m.Metric(primary[task])
+			r.perDev[task] = v
+			info[m.Name] = m.Steering
+		}
+	}
+	var sweep []sweepRow
+	best := map[string]choice{}
+	for name, r := range rows {
+		for _, v := range r.perDev {
+			r.avg += v / float64(len(tasks))
+		}
+		sweep = append(sweep, *r)
+		if name == "none" || info[name] == nil {
+			continue
+		}
+		fam := family(info[name].Path)
+		if cur, ok := best[fam]; !ok || r.avg > cur.dev {
+			best[fam] = choice{family: fam, file: info[name].Path, alpha: info[name].Global, dev: r.avg}
+		}
+	}
+	sort.Slice(sweep, func(i, j int) bool { return sweep[i].avg > sweep[j].avg })
+	return best, sweep
+}
+
+// steerArgs passes the chosen files; files chosen at different α are run
+// at their own α through per-file copies named after the family.
+func steerArgs(best map[string]choice) []string {
+	var args []string
+	for _, fam := range sortedKeys(best) {
+		b := best[fam]
+		args = append(args, "--steer", fmt.Sprintf("%s@%g", b.file, b.alpha))
+	}
+	return args
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func writeSummary(c config, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report) error {
+	path := filepath.Join(c.out, "study.md")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := tabwriter.NewWriter(f, 0, 4, 1, ' ', tabwriter.Debug)
+	fmt.Fprintf(f, "## Dev sweep (primary metric per task; average)\n\n```\n")
+	fmt.Fprintf(w, "condition\ttruthfulqa mc2\tbbq acc\ttoxigen acc\taverage\t\n")
+	for _, r := range sweep {
+		fmt.Fprintf(w, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t\n", r.name, r.perDev["truthfulqa"], r.perDev["bbq"], r.perDev["toxigen"], r.avg)
+	}
+	w.Flush()
+	fmt.Fprintf(f, "```\n\nChosen on dev: ")
+	for _, fam := range sortedKeys(best) {
+		fmt.Fprintf(f, "%s = %s at α=%g; ", fam, filepath.Base(best[fam].file), best[fam].alpha)
+	}
+	fmt.Fprintf(f, "\n\n## Test\n\n```\n")
+	for _, task := range tasks {
+		fmt.Fprintf(f, "-- %s (%d items)\n", task, test[task].NItems)
+		test[task].WriteText(f)
+		fmt.Fprintln(f)
+	}
+	fmt.Fprintf(f, "-- capability retention on %s\n", c.neutral)
+	ret.WriteText(f)
+	fmt.Fprintf(f, "```\n")
+	fmt.Printf("wrote %s\n", path)
+	return nil
+}
