@@ -3,6 +3,7 @@
 #   make run     build, fetch the default model, show a short generation
 #   make test    build and run every test (fetches the default model once)
 #   make bench   benchmarks (see BENCHMARKS.md)
+#   make eval    the study of RESULTS.md
 #
 # Variables: CUDA=1 (GPU build), LLAMA_CPP_DIR=/path (your own llama.cpp
 # checkout), MATSTEER_CACHE=dir (default ~/.cache/matsteer), JOBS=n.
@@ -15,7 +16,7 @@ GOTAGS := $(if $(filter 1,$(CUDA)),-tags cuda,)
 BIN := bin/matsteer
 GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null) $(wildcard llama/*.c llama/*.h hooks/*.c hooks/*.h)
 
-.PHONY: all llama build model run test test-short bench fuzz vet clean
+.PHONY: all llama build model run test test-short bench eval fuzz vet clean
 
 all: build
 
@@ -43,6 +44,10 @@ test-short: llama
 
 bench: build model
 	@scripts/bench.sh
+
+# The reproducible study of RESULTS.md (about 40 minutes on 2 cores).
+eval: build model
+	$(GO) run $(GOTAGS) ./cmd/matsteer-study -data $${MATSTEER_DATA:-../shared/data}
 
 fuzz: llama
 	$(GO) test -run '^$$' -fuzz=FuzzRead -fuzztime=30s ./gguf/
