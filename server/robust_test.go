@@ -91,6 +91,13 @@ func TestBadRequests(t *testing.T) {
 			}
 		})
 	}
+	// The openai client sees the message and the field.
+	_, err := f.client.Chat.Completions.New(context.Background(), chatParams("hi", 2), steerOpt("tone", 1, map[string]float64{"toxicity": 1}))
+	var apiErr *openai.Error
+	if !errorsAs(err, &apiErr) || apiErr.StatusCode != 400 || apiErr.Param != "steering.strength.toxicity" ||
+		apiErr.Type != "invalid_request_error" || !strings.Contains(apiErr.Message, "toxicity") {
+		t.Fatalf("openai client error: %v %+v", err, apiErr)
+	}
 	// Still serving, with the same answers.
 	resp, err := f.client.Chat.Completions.New(context.Background(), chatParams("Hello there", 8))
 	if err != nil || resp.Choices[0].Message.Content != f.reference(f.chatTokens("Hello there"), 8, nil) {
