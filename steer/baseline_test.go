@@ -17,7 +17,7 @@ func TestMeanDiff(t *testing.T) {
 		{Name: "a", Pos: [][]float64{{1, 2}, {3, 4}}, Neg: [][]float64{{0, 0}, {1, 1}, {2, 2}}},
 		{Name: "b", Pos: [][]float64{{1, 1}}, Neg: [][]float64{{1, 3}}},
 	}
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	cfg.Method = MethodMeanDiff
 	cfg.NormPreserve = false
 	cfg.Site = "l_out"
@@ -57,7 +57,7 @@ func TestPCARecoversDirection(t *testing.T) {
 		a.Pos = append(a.Pos, pos)
 		a.Neg = append(a.Neg, neg)
 	}
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	cfg.Method = MethodPCA
 	cfg.Site = "l_out"
 	f, log, err := Train(context.Background(), []AttributeData{a}, cfg)
@@ -102,7 +102,7 @@ func TestPCARecoversDirection(t *testing.T) {
 
 func TestAllTokens(t *testing.T) {
 	data, _ := synthData(3)
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	cfg.Epochs = 2
 	cfg.Site = "l_out"
 	gated, _, err := Train(context.Background(), data, cfg)

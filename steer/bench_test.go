@@ -27,7 +27,7 @@ func benchData(d, n int) []AttributeData {
 
 func benchTrain(b *testing.B, epochs int, sigma Sigma) {
 	data := benchData(576, 5000)
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	cfg.Epochs = epochs
 	cfg.Sigma = sigma
 	b.ResetTimer()

@@ -38,6 +38,10 @@ type TrainLog struct {
 	KernelUnderflow float64   `json:"kernel_underflow_fraction"`
 	MedianKernel    float64   `json:"median_kernel_value,omitempty"`
 
+	// MMDInitial is each attribute's unbiased MMD²(P_t, N_t) before training
+	// (MMDNormInitial only).
+	MMDInitial []float64 `json:"mmd_initial,omitempty"`
+
 	EpochsConfigured int     `json:"epochs_configured,omitempty"`
 	EpochsRun        int     `json:"epochs_run,omitempty"`
 	StepsPerEpoch    int     `json:"steps_per_epoch,omitempty"`
@@ -55,10 +59,28 @@ type TrainLog struct {
 	Final    LossTerms  `json:"final"`
 	FinalDev *LossTerms `json:"final_dev,omitempty"`
 
+	// Eval measures the result per attribute (MAT-Steer and all-tokens).
+	Eval []AttrEval `json:"eval,omitempty"`
+
 	// Baseline details (PCA: explained fraction, iterations).
 	Details map[string]float64 `json:"details,omitempty"`
 
 	Warnings []string `json:"warnings"`
+}
+
+// AttrEval measures a trained attribute on its rows (the dev split when
+// there is one, else the training rows): MMD² (the training bandwidths)
+// between up to EvalRows positives and as many negatives, before and after
+// steering the negatives, and the mean own gate over all its positive and
+// negative rows.
+type AttrEval struct {
+	Name      string  `json:"name"`
+	Split     string  `json:"split"`
+	EvalRows  int     `json:"eval_rows"`
+	MMDBefore float64 `json:"mmd_before"`
+	MMDAfter  float64 `json:"mmd_after"`
+	GatePos   float64 `json:"gate_pos"`
+	GateNeg   float64 `json:"gate_neg"`
 }
 
 // WriteJSON writes the log as indented JSON.

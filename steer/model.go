@@ -33,7 +33,8 @@ func (p params) thetaT(t int) []float64 { return p.v[t*p.d : (t+1)*p.d] }
 func (p params) wT(t int) []float64     { return p.v[(p.T+t)*p.d : (p.T+t+1)*p.d] }
 
 // LossTerms are the loss terms of one step or an epoch average, after the
-// mode's reductions and before the λ weights; Total includes the weights.
+// mode's reductions and before the λ weights (and before the MMD
+// normalisation of MMDNormInitial); Total includes the weights.
 type LossTerms struct {
 	Total  float64 `json:"total"`
 	MMD    float64 `json:"mmd"`
@@ -58,6 +59,16 @@ type objective struct {
 	lambdaSparse float64
 	lambdaOrtho  float64
 	normPreserve bool
+	// mmdWeight[t] multiplies attribute t's MMD term (nil: 1), e.g.
+	// 1/MMD²(P_t, N_t) with MMDNormInitial.
+	mmdWeight []float64
+}
+
+func (o *objective) mmdW(t int) float64 {
+	if o.mmdWeight == nil {
+		return 1
+	}
+	return o.mmdWeight[t]
 }
 
 // attrBatch is one attribute's rows for one step, gathered row-major.
@@ -196,6 +207,20 @@ func kernelSum(gram, n1, n2 []float64, gamma float64, diag bool, acc []float64, 
 // mmdValue returns MMD²(x, y) (biased V-statistic, diagonal included) summed
 // over the bandwidths. x is n×d, y is m×d.
 func mmdValue(x, y []float64, n, m, d int, sigmas []float64) float64 {
+	kxx, kyy, kxy := mmdSums(x, y, n, m, d, sigmas)
+	return kxx/float64(n*n) + kyy/float64(m*m) - 2*kxy/float64(n*m)
+}
+
+// mmdUnbiased returns the unbiased estimate (U-statistic, diagonal
+// excluded) of MMD²(x, y) summed over the bandwidths; n, m >= 2.
+func mmdUnbiased(x, y []float64, n, m, d int, sigmas []float64) float64 {
+	kxx, kyy, kxy := mmdSums(x, y, n, m, d, sigmas)
+	s := float64(len(sigmas)) // the diagonal: k(x, x) = 1 per bandwidth
+	return (kxx-float64(n)*s)/float64(n*(n-1)) + (kyy-float64(m)*s)/float64(m*(m-1)) - 2*kxy/float64(n*m)
+}
+
+// mmdSums returns the kernel sums over x×x, y×y and x×y.
+func mmdSums(x, y []float64, n, m, d int, sigmas []float64) (kxx, kyy, kxy float64) {
 	nx, ny := make([]float64, n), make([]float64, m)
 	rowSqNorms(nx, x, n, d)
 	rowSqNorms(ny, y, m, d)
@@ -203,14 +228,13 @@ func mmdValue(x, y []float64, n, m, d int, sigmas []float64) float64 {
 	matNT(gxx, 0, x, x, n, n, d)
 	matNT(gyy, 0, y, y, m, m, d)
 	matNT(gxy, 0, x, y, n, m, d)
-	total := 0.0
 	for _, s := range sigmas {
 		g := 1 / (2 * s * s)
-		total += kernelSum(gxx, nx, nx, g, true, nil, 0, false, nil)/float64(n*n) +
-			kernelSum(gyy, ny, ny, g, true, nil, 0, false, nil)/float64(m*m) -
-			2*kernelSum(gxy, nx, ny, g, false, nil, 0, false, nil)/float64(n*m)
+		kxx += kernelSum(gxx, nx, nx, g, true, nil, 0, false, nil)
+		kyy += kernelSum(gyy, ny, ny, g, true, nil, 0, false, nil)
+		kxy += kernelSum(gxy, nx, ny, g, false, nil, 0, false, nil)
 	}
-	return total
+	return kxx, kyy, kxy
 }
 
 // norms gives the reductions of one step.
@@ -342,7 +366,7 @@ func (o *objective) attrLossGrad(p params, bt *attrBatch, nrm norms, w *attrWork
 	// P = diag(c)(A + diag(r)) − diag(s/c) and Q = diag(c)·B. Every dot product
 	// it needs is already in the Gram matrices, so P and Q overwrite A and B
 	// and the d-dimensional work is only T·(bn+nm) vector updates.
-	wm := nrm.mmd
+	wm := nrm.mmd * o.mmdW(bt.attr)
 	P, Q := w.a, w.bm
 	for i := 0; i < bn; i++ {
 		pi, qi := P[i*bn:(i+1)*bn], Q[i*nm:(i+1)*nm]
@@ -487,15 +511,22 @@ func (o *objective) lossGrad(p params, batches []attrBatch, work []attrWork, gra
 func (o *objective) combine(p params, work []attrWork, nrm norms, grad []float64) LossTerms {
 	clear(grad)
 	var lt LossTerms
+	weighted := 0.0
 	for i := range work {
 		floats.Add(grad, work[i].grad)
 		lt.MMD += work[i].mmd
+		weighted += o.mmdW(i) * work[i].mmd
 		lt.Pos += work[i].pos
 		lt.Sparse += work[i].sparse
 	}
 	lt.MMD *= nrm.mmd
+	if o.mmdWeight != nil {
+		weighted *= nrm.mmd
+	} else {
+		weighted = lt.MMD
+	}
 	lt.Ortho = o.orthoLossGrad(p, grad)
-	lt.Total = lt.MMD + o.lambdaPos*lt.Pos + o.lambdaSparse*lt.Sparse + o.lambdaOrtho*lt.Ortho
+	lt.Total = weighted + o.lambdaPos*lt.Pos + o.lambdaSparse*lt.Sparse + o.lambdaOrtho*lt.Ortho
 	return lt
 }
 

@@ -36,6 +36,20 @@ type TrainConfig struct {
 	Seed         uint64
 	NormPreserve bool
 
+	// Parameterisation and initialisation (see the package doc, "Training
+	// on real activations"). GateInput: GateInputRaw (official),
+	// GateInputStandardize or GateInputScale. ThetaInit: ThetaInitNormal
+	// (official), ThetaInitScaled or ThetaInitMeanDiff. ThetaScale:
+	// ThetaScaleNone (official) or ThetaScaleData.
+	GateInput  string
+	ThetaInit  string
+	ThetaScale string
+
+	// MMDNorm: MMDNormNone (official) or MMDNormInitial, which divides each
+	// attribute's MMD term by its unsteered MMD² so that the λ weights are
+	// relative to what steering can gain.
+	MMDNorm string
+
 	// DevFraction holds out this fraction of every pool for a dev loss
 	// evaluated after each epoch; with Patience > 0 training stops after
 	// Patience epochs without a better dev loss and the best parameters are
@@ -56,10 +70,29 @@ type TrainConfig struct {
 	ModelArch, ModelName, ModelID string
 }
 
-// DefaultTrainConfig is the paper's QA setting with the official schedule:
-// λ_pos = λ_sparse = 0.9, λ_ortho = 0.1, σ = 2, reference mode, 100 epochs,
-// Adam lr 1e-3, 16 + 16 rows per attribute per step, norm preservation on.
-func DefaultTrainConfig() TrainConfig {
+// Presets (the --preset flag of matsteer train).
+const (
+	PresetDefault   = "default"   // DefaultTrainConfig
+	PresetReference = "reference" // ReferenceTrainConfig
+)
+
+// PresetConfig returns the named preset.
+func PresetConfig(name string) (TrainConfig, error) {
+	switch name {
+	case PresetDefault, "":
+		return DefaultTrainConfig(), nil
+	case PresetReference:
+		return ReferenceTrainConfig(), nil
+	}
+	return TrainConfig{}, fmt.Errorf("unknown preset %q (want %s or %s)", name, PresetDefault, PresetReference)
+}
+
+// ReferenceTrainConfig is the official code's setting: the paper's QA
+// weights λ_pos = λ_sparse = 0.9, λ_ortho = 0.1, σ = 2, reference-mode
+// reductions, 100 epochs, Adam lr 1e-3, 16 + 16 rows per attribute per step,
+// θ ~ N(0, I), gate weights ~ U(±1/√d) on the raw activations, MMD as it
+// is, norm preservation on. It reproduces the official numbers exactly.
+func ReferenceTrainConfig() TrainConfig {
 	return TrainConfig{
 		Method:       MethodMATSteer,
 		Mode:         ModeReference,
@@ -72,7 +105,26 @@ func DefaultTrainConfig() TrainConfig {
 		LambdaOrtho:  0.1,
 		Seed:         1,
 		NormPreserve: true,
+		GateInput:    GateInputRaw,
+		ThetaInit:    ThetaInitNormal,
+		ThetaScale:   ThetaScaleNone,
+		MMDNorm:      MMDNormNone,
 	}
+}
+
+// DefaultTrainConfig is ReferenceTrainConfig made to work on real LLM
+// activations (see the package doc, "Training on real activations"): the
+// same model, losses, weights and schedule, with the kernel bandwidth at the
+// median pairwise distance, the gate trained on standardised inputs, θ
+// started at the mean difference, and each attribute's MMD term normalised
+// by its unsteered value.
+func DefaultTrainConfig() TrainConfig {
+	c := ReferenceTrainConfig()
+	c.Sigma = MedianSigma()
+	c.GateInput = GateInputStandardize
+	c.ThetaInit = ThetaInitMeanDiff
+	c.MMDNorm = MMDNormInitial
+	return c
 }
 
 func (c *TrainConfig) validate() error {
@@ -86,6 +138,18 @@ func (c *TrainConfig) validate() error {
 	}
 	if c.Mode != ModeReference && c.Mode != ModePaper {
 		return fmt.Errorf("unknown loss mode %q (want %s or %s)", c.Mode, ModeReference, ModePaper)
+	}
+	if err := validGateInput(c.GateInput); err != nil {
+		return err
+	}
+	if err := validThetaInit(c.ThetaInit); err != nil {
+		return err
+	}
+	if err := validThetaScale(c.ThetaScale); err != nil {
+		return err
+	}
+	if c.MMDNorm != MMDNormNone && c.MMDNorm != MMDNormInitial {
+		return fmt.Errorf("unknown MMD normalisation %q (want %s or %s)", c.MMDNorm, MMDNormNone, MMDNormInitial)
 	}
 	if c.Epochs < 1 || c.Epochs > 1_000_000 {
 		return fmt.Errorf("epochs %d out of range [1, 1e6]", c.Epochs)
@@ -185,6 +249,8 @@ const (
 	streamBatches
 	streamDev
 	streamSigma
+	streamEval
+	streamMMDNorm
 )
 
 func newRand(seed uint64, stream uint64) *rand.Rand {
@@ -366,9 +432,18 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	}
 	stepsPerEpoch := (minRows + cfg.Batch - 1) / cfg.Batch
 
-	p := newParams(T, d)
+	var st dataStats
+	if cfg.GateInput != GateInputRaw || cfg.ThetaScale != ThetaScaleNone || cfg.ThetaInit != ThetaInitNormal {
+		st = poolStats(pools, d)
+	}
+	rp, err := newReparam(cfg, st, T, d)
+	if err != nil {
+		return err
+	}
+	// p holds the trained parameters, m the model's (see reparam).
+	p, m := newParams(T, d), newParams(T, d)
 	if init != nil {
-		copy(p.v, init.v)
+		rp.toTrained(*init, p)
 	} else {
 		rng := newRand(cfg.Seed, streamInit)
 		for i := range p.theta() {
@@ -381,9 +456,42 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 			}
 			p.b()[t] = (2*rng.Float64() - 1) * bound
 		}
+		if cfg.ThetaInit != ThetaInitNormal {
+			for t, pl := range pools {
+				md := meanDiffFlat(pl, d)
+				th := p.thetaT(t)
+				if cfg.ThetaInit == ThetaInitScaled {
+					floats.Scale(math.Sqrt(floats.Dot(md, md)/float64(d)), th)
+				} else {
+					copy(th, md)
+				}
+				if rp != nil {
+					floats.Scale(1/rp.thetaR, th)
+				}
+			}
+		}
 	}
+	rp.toModel(p, m)
 
 	o := &objective{reference: reference, sigmas: sigmas, lambdaPos: cfg.LambdaPos, lambdaSparse: cfg.LambdaSparse, lambdaOrtho: cfg.LambdaOrtho, normPreserve: cfg.NormPreserve}
+	if cfg.MMDNorm == MMDNormInitial {
+		mrng := newRand(cfg.Seed, streamMMDNorm)
+		for t, pl := range pools {
+			n := min(evalRows, pl.nPos, pl.nNeg)
+			m0 := 0.0
+			if n >= 2 {
+				x := gather(nil, pl.pos, newCycler(pl.nPos, mrng).take(n, mrng), d)
+				y := gather(nil, pl.neg, newCycler(pl.nNeg, mrng).take(n, mrng), d)
+				m0 = mmdUnbiased(x, y, n, n, d, sigmas)
+			}
+			log.MMDInitial = append(log.MMDInitial, m0)
+			if m0 < minMMDNorm {
+				log.Warnings = append(log.Warnings, fmt.Sprintf("attribute %q: the positives and negatives are hardly distinguishable at sigma %s (unbiased MMD² %.3g on %d+%d rows); its MMD term is normalised by %g instead", names[t], fmtList(sigmas), m0, n, n, minMMDNorm))
+				m0 = minMMDNorm
+			}
+			o.mmdWeight = append(o.mmdWeight, 1/m0)
+		}
+	}
 	opt := newAdam(len(p.v), cfg.LR)
 	grad := make([]float64, len(p.v))
 	batches := make([]attrBatch, T)
@@ -429,7 +537,7 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	evalDev := func() LossTerms {
 		var sum LossTerms
 		for _, bs := range devBatches {
-			sum.add(o.lossGrad(p, bs, devWork, devGrad), 1/float64(len(devBatches)))
+			sum.add(o.lossGrad(m, bs, devWork, devGrad), 1/float64(len(devBatches)))
 		}
 		return sum
 	}
@@ -446,7 +554,7 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 		} else {
 			b.mmdPos = b.pos
 		}
-		o.attrLossGrad(p, b, nrm, &work[t])
+		o.attrLossGrad(m, b, nrm, &work[t])
 	}
 
 	// Workers for the per-attribute part of a step.
@@ -520,11 +628,13 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 					runAttr(t)
 				}
 			}
-			lt := o.combine(p, work, nrm, grad)
+			lt := o.combine(m, work, nrm, grad)
 			if !isFinite(lt.Total) || !allFinite(grad) {
 				return fmt.Errorf("epoch %d step %d: the loss or its gradient is not finite (loss %v); lower --lr or check the data scale", epoch, step+1, lt.Total)
 			}
+			rp.chain(params{T: T, d: d, v: grad})
 			opt.update(p.v, grad)
+			rp.toModel(p, m)
 			sum.add(lt, 1/float64(stepsPerEpoch))
 			for t := range work {
 				kZero += work[t].kZero
@@ -562,6 +672,7 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	final := last
 	if cfg.Patience > 0 && log.BestEpoch > 0 {
 		copy(p.v, bestParams)
+		rp.toModel(p, m)
 		final = log.Epochs[log.BestEpoch-1]
 	}
 	if last.KernelZeroFraction >= 0.5 {
@@ -571,12 +682,17 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	log.FinalDev = final.Dev
 	log.EpochsRun = len(log.Epochs)
 
+	evalPools, split := pools, "train"
+	if devPools != nil {
+		evalPools, split = devPools, "dev"
+	}
+	log.Eval = evaluate(m, evalPools, names, split, sigmas, cfg, newRand(cfg.Seed, streamEval))
 	for t, a := range data {
-		at := Attribute{Name: a.Name, Theta: append([]float64(nil), p.thetaT(t)...)}
+		at := Attribute{Name: a.Name, Theta: append([]float64(nil), m.thetaT(t)...)}
 		if cfg.Method == MethodMATSteer {
 			at.Gated = true
-			at.GateW = append([]float64(nil), p.wT(t)...)
-			at.GateB = p.b()[t]
+			at.GateW = append([]float64(nil), m.wT(t)...)
+			at.GateB = m.b()[t]
 		}
 		f.Attributes = append(f.Attributes, at)
 	}
@@ -586,12 +702,19 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	tr["sigma_values"] = fmtList(sigmas)
 	tr["median_distance"] = fmtF(ks.Median)
 	tr["lambda_mmd"] = "1"
+	tr["mmd_norm"] = cfg.MMDNorm
+	if o.mmdWeight != nil {
+		tr["mmd_weight"] = fmtList(o.mmdWeight)
+	}
 	tr["lambda_pos"] = fmtF(cfg.LambdaPos)
 	tr["lambda_sparse"] = fmtF(cfg.LambdaSparse)
 	tr["lambda_ortho"] = fmtF(cfg.LambdaOrtho)
 	tr["lr"] = fmtF(cfg.LR)
 	tr["optimizer"] = "adam(beta1=0.9,beta2=0.999,eps=1e-8)"
-	tr["init"] = "theta~N(0,I); gate_w,gate_b~U(-1/sqrt(d),1/sqrt(d))"
+	tr["init"] = initString(cfg)
+	tr["gate_input"] = cfg.GateInput
+	tr["theta_init"] = cfg.ThetaInit
+	tr["theta_scale"] = cfg.ThetaScale
 	tr["epochs"] = strconv.Itoa(cfg.Epochs)
 	tr["epochs_run"] = strconv.Itoa(log.EpochsRun)
 	tr["steps_per_epoch"] = strconv.Itoa(stepsPerEpoch)
@@ -621,4 +744,77 @@ func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 func allFinite(v []float64) bool {
 	return isFinite(floats.Sum(v)) || firstNonFinite(v) < 0
+}
+
+func initString(cfg TrainConfig) string {
+	th := "theta~N(0,I)"
+	switch cfg.ThetaInit {
+	case ThetaInitScaled:
+		th = "theta~N(0,s^2 I),s=|mean_pos-mean_neg|/sqrt(d)"
+	case ThetaInitMeanDiff:
+		th = "theta=mean_pos-mean_neg"
+	}
+	g := "gate_w,gate_b~U(-1/sqrt(d),1/sqrt(d))"
+	if cfg.GateInput != GateInputRaw {
+		g += " on the " + cfg.GateInput + "d gate input"
+	}
+	return th + "; " + g
+}
+
+// meanDiffFlat is mean(positives) − mean(negatives) of a pool.
+func meanDiffFlat(pl pool, d int) []float64 {
+	md := make([]float64, d)
+	for i := 0; i < pl.nPos; i++ {
+		floats.AddScaled(md, 1/float64(pl.nPos), pl.pos[i*d:(i+1)*d])
+	}
+	for i := 0; i < pl.nNeg; i++ {
+		floats.AddScaled(md, -1/float64(pl.nNeg), pl.neg[i*d:(i+1)*d])
+	}
+	return md
+}
+
+// MMD normalisations (TrainConfig.MMDNorm).
+const (
+	// MMDNormNone uses MMD² as it is (the official code and the paper).
+	MMDNormNone = "none"
+	// MMDNormInitial divides attribute t's MMD term by MMD²(P_t, N_t) before
+	// steering (unbiased estimate on up to 256+256 training rows, at the
+	// training bandwidths; at least minMMDNorm).
+	MMDNormInitial = "initial"
+)
+
+// minMMDNorm is the smallest divisor MMDNormInitial uses.
+const minMMDNorm = 1e-4
+
+// evalRows bounds the rows per side of the MMD in AttrEval.
+const evalRows = 256
+
+// evaluate fills the per-attribute evaluation of the TrainLog.
+func evaluate(m params, pools []pool, names []string, split string, sigmas []float64, cfg TrainConfig, rng *rand.Rand) []AttrEval {
+	d := m.d
+	out := make([]AttrEval, len(pools))
+	for t, pl := range pools {
+		n := min(evalRows, pl.nPos, pl.nNeg)
+		x := gather(nil, pl.pos, newCycler(pl.nPos, rng).take(n, rng), d)
+		y := gather(nil, pl.neg, newCycler(pl.nNeg, rng).take(n, rng), d)
+		_, _, ys := forward(m, y, n, cfg.NormPreserve, trainEps)
+		gp, _, _ := forward(m, pl.pos, pl.nPos, false, 0)
+		gn, _, _ := forward(m, pl.neg, pl.nNeg, false, 0)
+		out[t] = AttrEval{
+			Name: names[t], Split: split, EvalRows: n,
+			MMDBefore: mmdValue(x, y, n, n, d, sigmas),
+			MMDAfter:  mmdValue(x, ys, n, n, d, sigmas),
+			GatePos:   meanCol(gp, m.T, t),
+			GateNeg:   meanCol(gn, m.T, t),
+		}
+	}
+	return out
+}
+
+func meanCol(v []float64, T, t int) float64 {
+	s := 0.0
+	for i := t; i < len(v); i += T {
+		s += v[i]
+	}
+	return s / float64(len(v)/T)
 }

@@ -102,7 +102,7 @@ func synthData(seed uint64) ([]AttributeData, [][]bool) {
 // seeds end with closed gates), so the seed is fixed.
 func TestTrainRecoversShiftedRows(t *testing.T) {
 	data, shifted := synthData(3)
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	cfg.Seed = 3
 	cfg.Epochs = 60
 	cfg.LR = 1e-2
@@ -148,7 +148,7 @@ func TestTrainDeterministic(t *testing.T) {
 	data, _ := synthData(5)
 	third, _ := synthAttr(rand.New(rand.NewPCG(1, 1)), "bias", 8, 50, 60, make([]float64, 8), []int{7}, 1, 0.5)
 	data = append(data, third) // T=3 with 2 workers exercises the job queue
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	cfg.Epochs = 3
 	cfg.Site = "l_out"
 	cfg.Sigma = MultiSigma()
@@ -192,7 +192,7 @@ func TestTrainOneStepMatchesReference(t *testing.T) {
 		data = append(data, AttributeData{Name: name, Pos: task.Pos, Neg: task.Neg})
 	}
 	p := refParams(r)
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	cfg.Epochs = 1
 	cfg.Site = "l_out"
 	f, log, err := train(context.Background(), data, cfg, &p)
@@ -218,7 +218,7 @@ func TestTrainCancel(t *testing.T) {
 	data, _ := synthData(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, _, err := Train(ctx, data, DefaultTrainConfig())
+	_, _, err := Train(ctx, data, ReferenceTrainConfig())
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v", err)
 	}
@@ -226,7 +226,7 @@ func TestTrainCancel(t *testing.T) {
 
 func TestTrainDevEarlyStopping(t *testing.T) {
 	data, _ := synthData(2)
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	for i := range data {
 		data[i].Pos, data[i].Neg = data[i].Pos[:100], data[i].Neg[:100]
 	}
@@ -287,7 +287,7 @@ func TestTrainKernelUnderflowWarning(t *testing.T) {
 		}
 		data = append(data, a)
 	}
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	cfg.Epochs = 2
 	_, log, err := Train(context.Background(), data, cfg)
 	if err != nil {
@@ -331,7 +331,7 @@ func TestTrainConfigErrors(t *testing.T) {
 		{func(c *TrainConfig) { c.Patience = 2 }, "patience needs a dev split"},
 	}
 	for _, c := range cases {
-		cfg := DefaultTrainConfig()
+		cfg := ReferenceTrainConfig()
 		c.edit(&cfg)
 		if _, _, err := Train(context.Background(), data, cfg); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("want error containing %q, got %v", c.want, err)
@@ -349,7 +349,7 @@ func TestTrainConfigErrors(t *testing.T) {
 		{[]AttributeData{{Name: "a=b", Pos: [][]float64{{1}}, Neg: [][]float64{{1}}}}, "contains"},
 	}
 	for _, b := range bad {
-		if _, _, err := Train(context.Background(), b.data, DefaultTrainConfig()); err == nil || !strings.Contains(err.Error(), b.want) {
+		if _, _, err := Train(context.Background(), b.data, ReferenceTrainConfig()); err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("want error containing %q, got %v", b.want, err)
 		}
 	}
@@ -357,7 +357,7 @@ func TestTrainConfigErrors(t *testing.T) {
 
 func TestTrainLogOutputs(t *testing.T) {
 	data, _ := synthData(1)
-	cfg := DefaultTrainConfig()
+	cfg := ReferenceTrainConfig()
 	cfg.Epochs = 4
 	cfg.DevFraction = 0.1
 	_, log, err := Train(context.Background(), data, cfg)

@@ -37,14 +37,30 @@ Kernel bandwidth (--sigma): a number (2 = the paper), a comma list (sum of kerne
 median, median*X, multi (= median x {0.5,1,2}) or multi:X,Y,... . The trainer warns when
 the kernel is too narrow for the activations' distance scale.
 
+Presets (--preset; any flag given on the command line overrides the preset):
+   default     works on real LLM activations: --sigma median --gate-input standardize
+               --theta-init mean-diff --mmd-norm initial, with the official losses, weights
+               (0.9/0.9/0.1), reductions and schedule (Adam lr 1e-3, 100 epochs, 16+16 rows).
+               The official settings learn nothing on residual-stream activations (norms
+               ~100-1000, outlier dimensions): the sigma-2 kernel underflows, the gates
+               close before a random theta turns, and MMD^2 between real positives and
+               negatives (~0.005-0.04) is far below the 0.9-weighted gate penalties.
+   reference   the official code exactly: --sigma 2 --gate-input raw --theta-init normal
+               --theta-scale none --mmd-norm none (the numbers of the official implementation).
+
+The gate input standardisation is a reparameterisation: the file holds the equivalent
+gate on raw activations, so the applier and the file format do not change.
+
 Examples:
    matsteer train --acts truthfulqa.safetensors --acts toxigen.safetensors --out steer.gguf
    matsteer train --acts acts.safetensors --out steer.gguf --sigma median --plot loss.png --log train.json
-   matsteer train --acts acts.safetensors --out meandiff.gguf --method mean-diff`,
+   matsteer train --acts acts.safetensors --out meandiff.gguf --method mean-diff
+   matsteer train --acts acts.safetensors --out official.gguf --preset reference`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "acts", Usage: "activation file (repeatable)", Required: true},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "steering file to write", Required: true},
 			&cli.StringFlag{Name: "method", Value: steer.MethodMATSteer, Usage: "mat-steer | all-tokens | mean-diff | pca"},
+			&cli.StringFlag{Name: "preset", Value: steer.PresetDefault, Usage: "default | reference (the official code's settings: sigma 2, raw gate input, theta ~ N(0,I), plain MMD); flags given override it"},
 			&cli.StringFlag{Name: "mode", Value: def.Mode, Usage: "loss mode: reference | paper"},
 			&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs"},
 			&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"},
@@ -53,6 +69,10 @@ Examples:
 			&cli.Float64Flag{Name: "lambda-pos", Value: def.LambdaPos, Usage: "weight of the preservation penalty (gates on positives)"},
 			&cli.Float64Flag{Name: "lambda-sparse", Value: def.LambdaSparse, Usage: "weight of the sparsity penalty (gates on negatives)"},
 			&cli.Float64Flag{Name: "lambda-ortho", Value: def.LambdaOrtho, Usage: "weight of the orthogonality penalty"},
+			&cli.StringFlag{Name: "gate-input", Value: def.GateInput, Usage: "coordinates the gate is trained in: standardize (per-dimension mean/std of the rows, folded back into w, b) | scale (divide by the RMS coordinate) | raw"},
+			&cli.StringFlag{Name: "theta-init", Value: def.ThetaInit, Usage: "theta initialisation: mean-diff (mean positive - mean negative) | scaled (N(0, s^2 I), |theta| ~ |mean diff|) | normal (N(0, I))"},
+			&cli.StringFlag{Name: "theta-scale", Value: def.ThetaScale, Usage: "theta learning-rate scale: none | data (lr relative to the RMS coordinate of the rows)"},
+			&cli.StringFlag{Name: "mmd-norm", Value: def.MMDNorm, Usage: "divide each attribute's MMD term by its unsteered MMD^2 (initial) or not (none)"},
 			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed (same inputs and seed give the same file)"},
 			&cli.Float64Flag{Name: "dev-fraction", Usage: "hold out this fraction of each attribute's rows for a dev loss"},
 			&cli.IntFlag{Name: "patience", Usage: "stop after this many epochs without a better dev loss (needs --dev-fraction)"},
@@ -176,22 +196,37 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// trainConfigFromFlags builds the training configuration.
+// trainConfigFromFlags builds the training configuration: the --preset,
+// then every flag given on the command line.
 func trainConfigFromFlags(c *cli.Context) (steer.TrainConfig, error) {
-	cfg := steer.DefaultTrainConfig()
-	cfg.Method = c.String("method")
-	cfg.Mode = c.String("mode")
-	cfg.Epochs = c.Int("epochs")
-	cfg.LR = c.Float64("lr")
-	cfg.Batch = c.Int("batch")
-	sg, err := steer.ParseSigma(c.String("sigma"))
+	cfg, err := steer.PresetConfig(c.String("preset"))
 	if err != nil {
-		return cfg, fmt.Errorf("--sigma: %w", err)
+		return cfg, fmt.Errorf("--preset: %w", err)
 	}
-	cfg.Sigma = sg
-	cfg.LambdaPos = c.Float64("lambda-pos")
-	cfg.LambdaSparse = c.Float64("lambda-sparse")
-	cfg.LambdaOrtho = c.Float64("lambda-ortho")
+	cfg.Method = c.String("method")
+	set := func(name string, apply func()) {
+		if c.IsSet(name) {
+			apply()
+		}
+	}
+	set("mode", func() { cfg.Mode = c.String("mode") })
+	set("epochs", func() { cfg.Epochs = c.Int("epochs") })
+	set("lr", func() { cfg.LR = c.Float64("lr") })
+	set("batch", func() { cfg.Batch = c.Int("batch") })
+	set("lambda-pos", func() { cfg.LambdaPos = c.Float64("lambda-pos") })
+	set("lambda-sparse", func() { cfg.LambdaSparse = c.Float64("lambda-sparse") })
+	set("lambda-ortho", func() { cfg.LambdaOrtho = c.Float64("lambda-ortho") })
+	set("gate-input", func() { cfg.GateInput = c.String("gate-input") })
+	set("theta-init", func() { cfg.ThetaInit = c.String("theta-init") })
+	set("theta-scale", func() { cfg.ThetaScale = c.String("theta-scale") })
+	set("mmd-norm", func() { cfg.MMDNorm = c.String("mmd-norm") })
+	if c.IsSet("sigma") {
+		sg, err := steer.ParseSigma(c.String("sigma"))
+		if err != nil {
+			return cfg, fmt.Errorf("--sigma: %w", err)
+		}
+		cfg.Sigma = sg
+	}
 	cfg.Seed = c.Uint64("seed")
 	cfg.DevFraction = c.Float64("dev-fraction")
 	cfg.Patience = c.Int("patience")
@@ -276,6 +311,10 @@ func runTrain(c *cli.Context) error {
 		l := log.Final
 		fmt.Fprintf(w, "final loss %.6g (mmd %.6g, pos %.6g, sparse %.6g, ortho %.6g) after %d epochs; sigma %s = %s\n",
 			l.Total, l.MMD, l.Pos, l.Sparse, l.Ortho, log.EpochsRun, log.Sigma, f.Training["sigma_values"])
+		for _, e := range log.Eval {
+			fmt.Fprintf(w, "  %s (%s rows): MMD^2 %.4g -> %.4g (%d+%d rows), mean gate on positives %.3f, on negatives %.3f\n",
+				e.Name, e.Split, e.MMDBefore, e.MMDAfter, e.EvalRows, e.EvalRows, e.GatePos, e.GateNeg)
+		}
 	}
 	return nil
 }
