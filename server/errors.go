@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -88,13 +89,24 @@ func writeError(w http.ResponseWriter, err error) {
 
 // writeJSON sends v as a JSON response with the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
 		b, _ = json.Marshal(errorBody{Error: errorDetail{Message: "encoding the response: " + err.Error(), Type: errServer}})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	b = append(b, '\n')
 	_, _ = w.Write(b)
+}
+
+// marshal encodes v as JSON without HTML escaping (as OpenAI does), with a
+// trailing newline.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -148,11 +149,11 @@ func (e *sse) start(id string) error {
 }
 
 func (e *sse) send(v any) error {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		return fmt.Errorf("encoding an event: %w", err)
 	}
-	return e.raw(b)
+	return e.raw(bytes.TrimSuffix(b, []byte("\n")))
 }
 
 func (e *sse) raw(b []byte) error {

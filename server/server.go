@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,7 @@ type Config struct {
 	// Catalog is hooks.Probe(Model) (required).
 	Catalog *hooks.Catalog
 	// ModelID is the model's id in responses and /v1/models (default: the
-	// model's name).
+	// model file's name without ".gguf").
 	ModelID string
 	// ChatTemplate overrides the model's chat template for
 	// /v1/chat/completions (a Jinja template or a llama.cpp template name
@@ -144,7 +145,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.ModelID == "" {
-		cfg.ModelID = cfg.Model.Name()
+		cfg.ModelID = defaultModelID(cfg.Model)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -277,6 +278,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 		return fmt.Errorf("serve: %w", serr)
 	}
 	return nil
+}
+
+// defaultModelID is the model file's name without ".gguf", or the model's
+// name for in-memory models.
+func defaultModelID(m *llama.Model) string {
+	if p := m.Path(); p != "" {
+		return strings.TrimSuffix(filepath.Base(p), ".gguf")
+	}
+	return m.Name()
 }
 
 // newID returns a random request id with the given prefix.
