@@ -114,14 +114,13 @@ func ReferenceTrainConfig() TrainConfig {
 
 // DefaultTrainConfig is ReferenceTrainConfig made to work on real LLM
 // activations (see the package doc, "Training on real activations"): the
-// same model, losses, weights and schedule, with the kernel bandwidth at the
-// median pairwise distance, the gate trained on standardised inputs, θ
-// started at the mean difference, and each attribute's MMD term normalised
-// by its unsteered value.
+// same model, losses, weights, gate parameterisation and schedule, with the
+// kernel bandwidth at the median pairwise distance, θ started at the mean
+// difference, and each attribute's MMD term normalised by its unsteered
+// value. Each of the three is needed (TestTrainLLMScale and the doc).
 func DefaultTrainConfig() TrainConfig {
 	c := ReferenceTrainConfig()
 	c.Sigma = MedianSigma()
-	c.GateInput = GateInputStandardize
 	c.ThetaInit = ThetaInitMeanDiff
 	c.MMDNorm = MMDNormInitial
 	return c

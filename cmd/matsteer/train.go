@@ -38,18 +38,25 @@ median, median*X, multi (= median x {0.5,1,2}) or multi:X,Y,... . The trainer wa
 the kernel is too narrow for the activations' distance scale.
 
 Presets (--preset; any flag given on the command line overrides the preset):
-   default     works on real LLM activations: --sigma median --gate-input standardize
-               --theta-init mean-diff --mmd-norm initial, with the official losses, weights
-               (0.9/0.9/0.1), reductions and schedule (Adam lr 1e-3, 100 epochs, 16+16 rows).
+   default     works on real LLM activations: --sigma median --theta-init mean-diff
+               --mmd-norm initial, with the official model, losses, weights (0.9/0.9/0.1),
+               reductions and schedule (Adam lr 1e-3, 100 epochs, 16+16 rows, raw gate input).
                The official settings learn nothing on residual-stream activations (norms
-               ~100-1000, outlier dimensions): the sigma-2 kernel underflows, the gates
-               close before a random theta turns, and MMD^2 between real positives and
-               negatives (~0.005-0.04) is far below the 0.9-weighted gate penalties.
+               ~100-1000, outlier dimensions): the sigma-2 kernel underflows, a random theta
+               (|theta| 24, lr 1e-3) cannot turn before the gates close, and MMD^2 between real
+               positives and negatives (~0.005-0.04) is far below the 0.9-weighted gate
+               penalties. Each of the three changes is needed (see the steer package doc).
    reference   the official code exactly: --sigma 2 --gate-input raw --theta-init normal
                --theta-scale none --mmd-norm none (the numbers of the official implementation).
 
-The gate input standardisation is a reparameterisation: the file holds the equivalent
-gate on raw activations, so the applier and the file format do not change.
+--gate-input standardize|scale and --theta-scale data are reparameterisations (folded back
+into the file, which always holds the gate on raw activations and theta); they are off by
+default because they measured worse: standardize opens the gate (g = 1) on the attention-sink
+first-token rows, whose standardised values are huge and saturate the sigmoid.
+
+The printed "final loss" includes the normalised MMD term (MMD^2 / its unsteered value,
+which with 16-row batches includes the V-statistic's bias); the per-attribute lines give
+MMD^2 before and after steering on 256+256 rows and the mean gates.
 
 Examples:
    matsteer train --acts truthfulqa.safetensors --acts toxigen.safetensors --out steer.gguf
