@@ -72,7 +72,8 @@
 // gets alone. Requests wait for a slot in a queue bounded by
 // Config.QueueSize (--queue); when it is full they get 503. A client that
 // disconnects (or a request whose context ends) stops its generation within
-// a token and frees its slot, also while waiting in the queue.
+// a token and frees its slot, also while waiting in the queue; a streaming
+// client that stops reading is dropped after 30 s without progress.
 //
 // # Errors
 //

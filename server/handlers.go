@@ -156,7 +156,12 @@ func (e *sse) send(v any) error {
 	return e.raw(bytes.TrimSuffix(b, []byte("\n")))
 }
 
+// eventWriteTimeout bounds each event write, so a client that stops reading
+// without disconnecting cannot hold a slot forever.
+const eventWriteTimeout = 30 * time.Second
+
 func (e *sse) raw(b []byte) error {
+	_ = e.rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout)) // not supported by every ResponseWriter
 	buf := make([]byte, 0, len(b)+8)
 	buf = append(append(append(buf, "data: "...), b...), "\n\n"...)
 	if _, err := e.w.Write(buf); err != nil {
