@@ -114,13 +114,16 @@ func ReferenceTrainConfig() TrainConfig {
 
 // DefaultTrainConfig is ReferenceTrainConfig made to work on real LLM
 // activations (see the package doc, "Training on real activations"): the
-// same model, losses, weights, gate parameterisation and schedule, with the
-// kernel bandwidth at the median pairwise distance, θ started at the mean
-// difference, and each attribute's MMD term normalised by its unsteered
-// value. Each of the three is needed (TestTrainLLMScale and the doc).
+// same model, losses, weights and schedule, with the kernel bandwidth at the
+// median pairwise distance, θ started at the mean difference, each
+// attribute's MMD term normalised by its unsteered value (each of the three
+// is needed: TestTrainLLMScale and the doc), and the gate trained on
+// RMS-scaled inputs (softer gates that open at inference; folded back into
+// the raw-input gate in the file).
 func DefaultTrainConfig() TrainConfig {
 	c := ReferenceTrainConfig()
 	c.Sigma = MedianSigma()
+	c.GateInput = GateInputScale
 	c.ThetaInit = ThetaInitMeanDiff
 	c.MMDNorm = MMDNormInitial
 	return c

@@ -39,20 +39,22 @@ the kernel is too narrow for the activations' distance scale.
 
 Presets (--preset; any flag given on the command line overrides the preset):
    default     works on real LLM activations: --sigma median --theta-init mean-diff
-               --mmd-norm initial, with the official model, losses, weights (0.9/0.9/0.1),
-               reductions and schedule (Adam lr 1e-3, 100 epochs, 16+16 rows, raw gate input).
+               --mmd-norm initial --gate-input scale, with the official model, losses, weights
+               (0.9/0.9/0.1), reductions and schedule (Adam lr 1e-3, 100 epochs, 16+16 rows).
                The official settings learn nothing on residual-stream activations (norms
                ~100-1000, outlier dimensions): the sigma-2 kernel underflows, a random theta
                (|theta| 24, lr 1e-3) cannot turn before the gates close, and MMD^2 between real
                positives and negatives (~0.005-0.04) is far below the 0.9-weighted gate
-               penalties. Each of the three changes is needed (see the steer package doc).
+               penalties. Each of these three changes is needed (see the steer package doc).
    reference   the official code exactly: --sigma 2 --gate-input raw --theta-init normal
                --theta-scale none --mmd-norm none (the numbers of the official implementation).
 
---gate-input standardize|scale and --theta-scale data are reparameterisations (folded back
-into the file, which always holds the gate on raw activations and theta); they are off by
-default because they measured worse: standardize opens the gate (g = 1) on the attention-sink
-first-token rows, whose standardised values are huge and saturate the sigmoid.
+--gate-input scale|standardize and --theta-scale data are reparameterisations, folded back
+into the file (which always holds theta and the gate on raw activations). scale (divide the
+gate input by the RMS coordinate, median row norm/sqrt(d)) is the default: with raw inputs
+the learned gates are nearly binary and seldom open on generated tokens (weak effect when
+generating); standardize (per-dimension mean/std) saturates the gate open (g = 1) on the
+attention-sink first-token rows, whose standardised coordinates are huge.
 
 The printed "final loss" includes the normalised MMD term (MMD^2 / its unsteered value,
 which with 16-row batches includes the V-statistic's bias); the per-attribute lines give

@@ -204,6 +204,10 @@ func TestTrainCLIErrors(t *testing.T) {
 		{[]string{"train", "--acts", filepath.Join(dir, "missing"), "--out", out}, "missing"},
 		{[]string{"train", "--acts", a, "--out", out, "--norm-preserve", "--no-norm-preserve"}, "contradict"},
 		{[]string{"train", "--acts", a, "--out", out, "extra"}, "takes no arguments"},
+		{[]string{"train", "--acts", a, "--out", out, "--preset", "fast"}, "unknown preset"},
+		{[]string{"train", "--acts", a, "--out", out, "--gate-input", "x"}, "unknown gate input"},
+		{[]string{"train", "--acts", a, "--out", out, "--theta-init", "x"}, "unknown theta init"},
+		{[]string{"train", "--acts", a, "--out", out, "--mmd-norm", "x"}, "unknown MMD normalisation"},
 		{[]string{"inspect"}, "one steering file"},
 		{[]string{"inspect", a}, "not a GGUF"},
 		{[]string{"export-cvec", out}, "IN and OUT"},
@@ -216,5 +220,36 @@ func TestTrainCLIErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Fatal("a failed run left an output file")
+	}
+}
+
+func TestTrainPresetCLI(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.safetensors")
+	writeActs(t, a, testMeta("truth", "tox"), 30, 30, 1)
+	train := func(args ...string) map[string]string {
+		t.Helper()
+		out := filepath.Join(dir, "o.gguf")
+		if _, stderr, err := runCLI(t, append([]string{"train", "--acts", a, "--out", out, "--epochs", "2", "--quiet"}, args...)...); err != nil {
+			t.Fatalf("train %v: %v\n%s", args, err, stderr)
+		}
+		f, err := steer.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Training
+	}
+	def := train()
+	if def["sigma"] != "median" || def["theta_init"] != steer.ThetaInitMeanDiff || def["mmd_norm"] != steer.MMDNormInitial || def["gate_input"] != steer.GateInputScale {
+		t.Fatalf("default preset: %v", def)
+	}
+	ref := train("--preset", "reference")
+	if ref["sigma"] != "2" || ref["theta_init"] != steer.ThetaInitNormal || ref["mmd_norm"] != steer.MMDNormNone || ref["gate_input"] != steer.GateInputRaw || ref["theta_scale"] != steer.ThetaScaleNone {
+		t.Fatalf("reference preset: %v", ref)
+	}
+	// Flags given override the preset.
+	mix := train("--preset", "reference", "--sigma", "multi", "--gate-input", "standardize", "--theta-init", "scaled", "--theta-scale", "data", "--mmd-norm", "initial", "--lr", "0.01")
+	if mix["sigma"] != "multi:0.5,1,2" || mix["gate_input"] != "standardize" || mix["theta_init"] != "scaled" || mix["theta_scale"] != "data" || mix["mmd_norm"] != "initial" || mix["lr"] != "0.01" {
+		t.Fatalf("overrides: %v", mix)
 	}
 }
