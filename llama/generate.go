@@ -46,8 +46,16 @@ func (c *Context) Generate(ctx context.Context, prompt []Token, opts GenerateOpt
 	}
 	defer smp.Close()
 	c.RemoveTokens(opts.Seq, -1, -1)
-	stopWatch := context.AfterFunc(ctx, c.Abort)
-	defer stopWatch()
+	// Cancelling ctx aborts a running decode. When the abort has already
+	// started as Generate returns, wait for it, so that it can neither abort
+	// the context's next decode nor race with Close.
+	aborted := make(chan struct{})
+	stopWatch := context.AfterFunc(ctx, func() { c.Abort(); close(aborted) })
+	defer func() {
+		if !stopWatch() {
+			<-aborted
+		}
+	}()
 
 	t0 := time.Now()
 	if err := c.DecodeTokens(ctx, prompt, 0, opts.Seq, false); err != nil {
