@@ -35,14 +35,14 @@ show() { # prompt, strengths
   printf '  %-28s ' "unsteered:"
   $BIN generate -t "$THREADS" -q -n 40 --prompt "$prompt" | tr '\n' ' '
   echo
-  printf '  %-28s ' "steered ($strengths):"
+  printf '  %-28s\n  %-28s ' "steered" "($strengths):"
   $BIN generate -t "$THREADS" -q -n 40 --prompt "$prompt" --steer "$steerfile" --strength "$strengths" | tr '\n' ' '
   echo
 }
-show "How was your weekend?" "positivity=1,formality=0"
-show "Can you tell me about your new job?" "positivity=1,formality=0"
-show "Can you help me move on Saturday?" "positivity=0,formality=1"
+show "Describe a rainy Monday at work." "positivity=2,formality=0"
+show "Write a one-line text message to a friend saying you will be late." "positivity=2,formality=0"
+show "Write a one-line text message to a friend saying you will be late." "positivity=0,formality=4"
 
 echo
 echo "-- gates of a steered completion (which tokens MAT-Steer chose to steer):"
-$BIN generate -t "$THREADS" -q -n 16 --prompt "How was your weekend?" --steer "$steerfile" --explain
+$BIN generate -t "$THREADS" -q -n 14 --prompt "Describe a rainy Monday at work." --steer "$steerfile" --strength positivity=2,formality=0 --explain
