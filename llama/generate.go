@@ -149,17 +149,7 @@ func LogSoftmax(logits []float32, dst []float64) []float64 {
 		dst = make([]float64, len(logits))
 	}
 	dst = dst[:len(logits)]
-	maxv := math.Inf(-1)
-	for _, v := range logits {
-		if float64(v) > maxv {
-			maxv = float64(v)
-		}
-	}
-	var sum float64
-	for _, v := range logits {
-		sum += math.Exp(float64(v) - maxv)
-	}
-	lse := maxv + math.Log(sum)
+	lse := logSumExp(logits)
 	for i, v := range logits {
 		dst[i] = float64(v) - lse
 	}
@@ -168,15 +158,18 @@ func LogSoftmax(logits []float32, dst []float64) []float64 {
 
 // tokenLogProb is log softmax(logits)[tok] computed in float64.
 func tokenLogProb(logits []float32, tok Token) float64 {
+	return float64(logits[tok]) - logSumExp(logits)
+}
+
+// logSumExp is log Σ exp(v), computed stably in float64.
+func logSumExp(v []float32) float64 {
 	maxv := math.Inf(-1)
-	for _, v := range logits {
-		if float64(v) > maxv {
-			maxv = float64(v)
-		}
+	for _, x := range v {
+		maxv = math.Max(maxv, float64(x))
 	}
 	var sum float64
-	for _, v := range logits {
-		sum += math.Exp(float64(v) - maxv)
+	for _, x := range v {
+		sum += math.Exp(float64(x) - maxv)
 	}
-	return float64(logits[tok]) - maxv - math.Log(sum)
+	return maxv + math.Log(sum)
 }
