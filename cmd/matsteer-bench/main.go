@@ -252,7 +252,9 @@ func (b *bench) bindingVsLlamaBench() error {
 	return nil
 }
 
-func (b *bench) hookOverhead() error {
+// overhead measures pp and tg with install(h) applied to a hooked
+// context against a context without hooks, interleaved.
+func (b *bench) overhead(title, what string, install func(h *hooks.Hooks) error) error {
 	plain, err := b.newContext(nil)
 	if err != nil {
 		return err
@@ -265,8 +267,7 @@ func (b *bench) hookOverhead() error {
 		return err
 	}
 	defer hooked.Close()
-	p := hooks.Point{Site: "l_out", Layer: b.cfg.layer}
-	if err := h.SetIntervention(p, hooks.InterventionFunc(func(*hooks.Rows) error { return nil })); err != nil {
+	if err := install(h); err != nil {
 		return err
 	}
 	r, err := interleaved(b.cfg.reps,
@@ -275,10 +276,17 @@ func (b *bench) hookOverhead() error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("no-op intervention at %s vs no hook:\n", p)
-	row(fmt.Sprintf("pp%d hooked vs plain", b.cfg.nPrompt), r[1], r[0], "tok/s", 0.97)
-	row(fmt.Sprintf("tg%d hooked vs plain", b.cfg.nGen), r[3], r[2], "tok/s", 0.97)
+	fmt.Println(title)
+	row(fmt.Sprintf("pp%d %s", b.cfg.nPrompt, what), r[1], r[0], "tok/s", 0.97)
+	row(fmt.Sprintf("tg%d %s", b.cfg.nGen, what), r[3], r[2], "tok/s", 0.97)
 	return nil
+}
+
+func (b *bench) hookOverhead() error {
+	p := hooks.Point{Site: "l_out", Layer: b.cfg.layer}
+	return b.overhead(fmt.Sprintf("no-op intervention at %s vs no hook:", p), "hooked vs plain", func(h *hooks.Hooks) error {
+		return h.SetIntervention(p, hooks.InterventionFunc(func(*hooks.Rows) error { return nil }))
+	})
 }
 
 // benchTexts makes n texts of 20-60 tokens from random vocabulary pieces.
@@ -388,33 +396,10 @@ func (b *bench) benchSteerFile() *steer.File {
 // steerOverhead compares MAT-Steer steering (3 gated attributes, one layer)
 // with the unsteered model.
 func (b *bench) steerOverhead() error {
-	plain, err := b.newContext(nil)
-	if err != nil {
-		return err
-	}
-	defer plain.Close()
-	h := hooks.New(b.cat)
-	defer h.Close()
-	steered, err := b.newContext(h)
-	if err != nil {
-		return err
-	}
-	defer steered.Close()
 	iv, err := steering.New(b.benchSteerFile(), steer.DefaultApplyOptions(), b.model, b.cat)
 	if err != nil {
 		return err
 	}
-	if err := steering.Install(h, iv); err != nil {
-		return err
-	}
-	r, err := interleaved(b.cfg.reps,
-		func() (float64, error) { return b.pp(plain) }, func() (float64, error) { return b.pp(steered) },
-		func() (float64, error) { return b.tg(plain) }, func() (float64, error) { return b.tg(steered) })
-	if err != nil {
-		return err
-	}
-	fmt.Printf("MAT-Steer (3 gated attributes at %s) vs unsteered:\n", iv.Point())
-	row(fmt.Sprintf("pp%d steered vs unsteered", b.cfg.nPrompt), r[1], r[0], "tok/s", 0.97)
-	row(fmt.Sprintf("tg%d steered vs unsteered", b.cfg.nGen), r[3], r[2], "tok/s", 0.97)
-	return nil
+	return b.overhead(fmt.Sprintf("MAT-Steer (3 gated attributes at %s) vs unsteered:", iv.Point()), "steered vs unsteered",
+		func(h *hooks.Hooks) error { return steering.Install(h, iv) })
 }
