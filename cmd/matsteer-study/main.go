@@ -90,7 +90,9 @@ func (c config) matsteer(out string, args ...string) error {
 			return nil
 		}
 	}
-	args = append(args, "-t", strconv.Itoa(c.threads))
+	if args[0] != "train" { // training is pure Go and uses every core
+		args = append(args, "-t", strconv.Itoa(c.threads))
+	}
 	fmt.Printf("$ matsteer %s\n", strings.Join(args, " "))
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
