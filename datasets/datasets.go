@@ -306,40 +306,30 @@ func assignParts(keys []string, f Fractions, seed uint64) map[string]int {
 // panics if one is negative or not finite or they sum to 0 (check with
 // Fractions.Validate for input from users).
 func Split(items []Item, train, dev, test float64, seed uint64) (tr, dv, te []Item) {
-	keys := make([]string, len(items))
-	for i, it := range items {
-		keys[i] = it.SplitKey()
-	}
-	part := assignParts(keys, Fractions{train, dev, test}, seed)
-	for i, it := range items {
-		switch part[keys[i]] {
-		case 0:
-			tr = append(tr, it)
-		case 1:
-			dv = append(dv, it)
-		default:
-			te = append(te, it)
-		}
-	}
-	return tr, dv, te
+	return splitBy(items, Item.SplitKey, Fractions{train, dev, test}, seed)
 }
 
 // SplitExamples divides examples by their split key with the same rule as
 // Split: Examples(Split(items)) and SplitExamples(Examples(items)) agree.
 func SplitExamples(ex []Example, train, dev, test float64, seed uint64) (tr, dv, te []Example) {
-	keys := make([]string, len(ex))
-	for i, e := range ex {
-		keys[i] = e.SplitKey()
+	return splitBy(ex, Example.SplitKey, Fractions{train, dev, test}, seed)
+}
+
+// splitBy assigns each element to the part its key falls in.
+func splitBy[T any](xs []T, key func(T) string, f Fractions, seed uint64) (tr, dv, te []T) {
+	keys := make([]string, len(xs))
+	for i, x := range xs {
+		keys[i] = key(x)
 	}
-	part := assignParts(keys, Fractions{train, dev, test}, seed)
-	for i, e := range ex {
+	part := assignParts(keys, f, seed)
+	for i, x := range xs {
 		switch part[keys[i]] {
 		case 0:
-			tr = append(tr, e)
+			tr = append(tr, x)
 		case 1:
-			dv = append(dv, e)
+			dv = append(dv, x)
 		default:
-			te = append(te, e)
+			te = append(te, x)
 		}
 	}
 	return tr, dv, te
