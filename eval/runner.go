@@ -42,9 +42,18 @@ func Unsteered() Method { return Method{Name: NoneName} }
 // LoadMethod loads a steering file for model m as a condition. An empty
 // name means the file's base name without extension.
 func LoadMethod(name, path string, opts steer.ApplyOptions, m *llama.Model, cat *hooks.Catalog) (Method, error) {
-	iv, err := steering.Load(path, opts, m, cat)
+	f, err := steer.ReadFile(path)
 	if err != nil {
 		return Method{}, err
+	}
+	return NewMethod(name, path, f, opts, m, cat)
+}
+
+// NewMethod is LoadMethod for a steering file already read from path.
+func NewMethod(name, path string, f *steer.File, opts steer.ApplyOptions, m *llama.Model, cat *hooks.Catalog) (Method, error) {
+	iv, err := steering.New(f, opts, m, cat)
+	if err != nil {
+		return Method{}, fmt.Errorf("steering file %s: %w", path, err)
 	}
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))

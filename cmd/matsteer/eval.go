@@ -199,7 +199,7 @@ func loadMethods(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]eval.Met
 			if n := names[name]; n > 1 {
 				name += "#" + strconv.Itoa(n)
 			}
-			meth, err := eval.LoadMethod(name, path, steer.ApplyOptions{Global: alpha, Strengths: own}, m, cat)
+			meth, err := eval.NewMethod(name, path, f, steer.ApplyOptions{Global: alpha, Strengths: own}, m, cat)
 			if err != nil {
 				return nil, err
 			}
