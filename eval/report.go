@@ -68,6 +68,8 @@ type Report struct {
 	Methods   []MethodResult   `json:"methods,omitempty"`
 	Retention *RetentionReport `json:"retention,omitempty"`
 	Gates     *GateReport      `json:"gates,omitempty"`
+	// Calibrations are `matsteer calibrate` results, one per steering file.
+	Calibrations []Calibration `json:"calibrations,omitempty"`
 }
 
 // ContextCfg records the llama.cpp context settings.
@@ -179,6 +181,19 @@ func (rep *Report) WriteText(w io.Writer) error {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.3g\t%.2f\t%.1f\n", g.Name, s.Attribute, s.DataAttribute, label, s.Texts, s.MeanGate, s.AbovePerText, float64(s.Tokens)/float64(max(s.Texts, 1)))
 			}
+		}
+	}
+	if len(rep.Calibrations) > 0 {
+		fmt.Fprintf(tw, "steering file\tα\tKL (nats)\tperplexity\tnote\n")
+		for _, cal := range rep.Calibrations {
+			note := ""
+			switch {
+			case cal.Capped:
+				note = "capped: the largest grid strength is within budget"
+			case cal.Alpha == 0:
+				note = "no grid strength is within budget"
+			}
+			fmt.Fprintf(tw, "%s\t%.4g\t%.4f\t%.2f (base %.2f)\t%s\n", filepath.Base(cal.Path), cal.Alpha, cal.KL, cal.PPL, cal.PPLBase, note)
 		}
 	}
 	return tw.Flush()

@@ -11,6 +11,7 @@ import (
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/progress"
+	"github.com/matsteer/matsteer/steer"
 	"github.com/matsteer/matsteer/steering"
 )
 
@@ -234,7 +235,8 @@ type GateResult struct {
 // BOS) with each steering condition installed and summarises the gates the
 // steering audit reports for every token, grouped by the example's
 // attribute and label and by the steering file's attribute. Conditions
-// without an intervention are skipped. The conditions' audit callbacks are
+// without gates are skipped: those without an intervention and those whose
+// file has no gated attribute (their gates are 1 on every token). The conditions' audit callbacks are
 // replaced during the run and removed afterwards.
 func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, methods []Method, opts GateOptions) ([]GateResult, error) {
 	if err := checkMethods(methods); err != nil {
@@ -266,7 +268,7 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 	}
 	var gated []Method
 	for _, m := range methods {
-		if m.Intervention != nil {
+		if m.Intervention != nil && hasGates(m.Intervention.File()) {
 			gated = append(gated, m)
 		}
 	}
@@ -346,4 +348,14 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// hasGates reports whether any of f's attributes is gated.
+func hasGates(f *steer.File) bool {
+	for _, a := range f.Attributes {
+		if a.Gated {
+			return true
+		}
+	}
+	return false
 }

@@ -366,7 +366,12 @@ func TestGateStats(t *testing.T) {
 		tk, _ := e.m.Tokenize(x.Text(), true, false)
 		tokens[x.Label] += len(tk)
 	}
-	res, err := r.GateStats(context.Background(), ex, []Method{Unsteered(), open, shut}, GateOptions{})
+	// A file without gated attributes (mean difference) has nothing to report.
+	ungatedFile := testFile(e.m.NEmbd(), 1, 0)
+	ungatedFile.Attributes[0].Gated, ungatedFile.Attributes[0].GateW, ungatedFile.Attributes[0].GateB = false, nil, 0
+	ungatedFile.Method = steer.MethodMeanDiff
+	ungated := e.method(t, "ungated", ungatedFile, steer.DefaultApplyOptions())
+	res, err := r.GateStats(context.Background(), ex, []Method{Unsteered(), open, ungated, shut}, GateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

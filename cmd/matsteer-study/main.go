@@ -27,6 +27,8 @@ import (
 
 type config struct {
 	bin, data, work, out, neutral string
+	klDev, tokens                 string
+	maxKL                         float64
 	layers                        []int
 	alphas                        string
 	threads                       int
@@ -47,10 +49,13 @@ func main() {
 	flag.StringVar(&cfg.bin, "bin", "bin/matsteer", "matsteer binary")
 	flag.StringVar(&cfg.data, "data", "../shared/data", "shared dataset root (holds truthfulqa/, bbq/, toxigen/)")
 	flag.StringVar(&cfg.work, "work", filepath.Join(cacheDir(), "study"), "work directory for activations, steering files and reports")
-	flag.StringVar(&cfg.out, "out", "results", "directory for the summary (study.md, study.json files)")
-	flag.StringVar(&cfg.neutral, "neutral", "demo/data/neutral.txt", "neutral text for KL and perplexity (one text per line)")
+	flag.StringVar(&cfg.out, "out", "results", "the summary (study.md) and every report (JSON) go to a folder here named after the settings")
+	flag.StringVar(&cfg.neutral, "neutral", "demo/data/neutral.txt", "neutral text for the reported KL and perplexity (one text per line)")
+	flag.StringVar(&cfg.klDev, "kl-dev", "demo/data/neutral-dev.txt", "neutral text for choosing α under the KL budget (not the reported one)")
+	flag.Float64Var(&cfg.maxKL, "max-kl", 0.1, "KL budget (nats per token on -kl-dev): every steering file runs at the largest α within it (matsteer calibrate); 0: sweep -alphas instead")
+	flag.StringVar(&cfg.tokens, "tokens", "response", "training rows: all|response|last (matsteer extract --tokens)")
 	flag.StringVar(&layers, "layers", "10,14", "layers to sweep")
-	flag.StringVar(&cfg.alphas, "alphas", "1,2", "global strengths to sweep on dev")
+	flag.StringVar(&cfg.alphas, "alphas", "1,2", "global strengths to sweep on dev when -max-kl is 0")
 	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
 	flag.StringVar(&cfg.extraTrainFlags, "train-flags", "", "extra flags for every `matsteer train --method mat-steer`")
 	flag.Parse()
@@ -66,8 +71,15 @@ func main() {
 	cfg.devLimit = map[string]int{"truthfulqa": 25, "bbq": 40, "toxigen": 28}
 	cfg.testLimit = map[string]int{"truthfulqa": 100, "bbq": 150, "toxigen": 100}
 	cfg.lambdas = map[string][3]string{"paper": {"0.9", "0.9", "0.1"}, "light": {"0.1", "0.1", "0.1"}}
+	// Each token mode has its own activations, steering files and reports.
+	cfg.work = filepath.Join(cfg.work, "tokens-"+cfg.tokens)
+	run := "tokens-" + cfg.tokens + "-alphas-" + strings.ReplaceAll(cfg.alphas, ",", "_")
+	if cfg.maxKL > 0 {
+		run = fmt.Sprintf("tokens-%s-kl%g", cfg.tokens, cfg.maxKL)
+	}
+	cfg.out = filepath.Join(cfg.out, run)
 	start := time.Now()
-	if err := run(cfg); err != nil {
+	if err := runStudy(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "matsteer-study:", err)
 		os.Exit(1)
 	}
@@ -107,18 +119,18 @@ func (c config) matsteer(out string, args ...string) error {
 
 func (c config) path(name string) string { return filepath.Join(c.work, name) }
 
-func run(c config) error {
+func runStudy(c config) error {
 	if err := os.MkdirAll(c.work, 0o755); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
-	// 1. Activations of the train splits, every token.
+	// 1. Activations of the train splits.
 	for _, l := range c.layers {
 		for _, task := range tasks {
 			out := c.path(fmt.Sprintf("acts-L%d-%s.safetensors", l, task))
-			args := []string{"extract", "--data", filepath.Join(c.data, task), "--split", "train", "--layer", strconv.Itoa(l), "--tokens", "all", "--out", out}
+			args := []string{"extract", "--data", filepath.Join(c.data, task), "--split", "train", "--layer", strconv.Itoa(l), "--tokens", c.tokens, "--out", out}
 			if n := c.trainLimit[task]; n > 0 {
 				args = append(args, "--limit", strconv.Itoa(n))
 			}
@@ -160,14 +172,42 @@ func run(c config) error {
 			files = append(files, out)
 		}
 	}
-	// 3. Dev sweep: every file at every α on every task.
-	dev := map[string]*eval.Report{}
-	for _, task := range tasks {
-		out := c.path("dev-" + task + ".json")
-		args := []string{"eval", "--task", task, "--data", c.data, "--split", "dev", "--limit", strconv.Itoa(c.devLimit[task]), "--alpha", c.alphas, "--out", out}
+	// 3. Strengths: with a KL budget, every file at its largest α within
+	// budget on the dev neutral text; without one, every file at every α.
+	var devSteer, reports []string
+	var cal *eval.Report
+	if c.maxKL > 0 {
+		out := c.path(fmt.Sprintf("calibration-kl%g.json", c.maxKL))
+		args := []string{"calibrate", "--kl-text", c.klDev, "--max-kl", strconv.FormatFloat(c.maxKL, 'g', -1, 64), "--out", out}
 		for _, f := range files {
 			args = append(args, "--steer", f)
 		}
+		if err := c.matsteer(out, args...); err != nil {
+			return err
+		}
+		var err error
+		if cal, err = eval.ReadReport(out); err != nil {
+			return err
+		}
+		reports = append(reports, out)
+		for _, k := range cal.Calibrations {
+			devSteer = append(devSteer, "--steer", fmt.Sprintf("%s@%g", k.Path, k.Alpha))
+		}
+	} else {
+		devSteer = append(devSteer, "--alpha", c.alphas)
+		for _, f := range files {
+			devSteer = append(devSteer, "--steer", f)
+		}
+	}
+	// 4. Dev sweep: every condition on every task.
+	dev := map[string]*eval.Report{}
+	for _, task := range tasks {
+		name := "dev-" + task + ".json"
+		if c.maxKL > 0 {
+			name = fmt.Sprintf("dev-kl%g-%s.json", c.maxKL, task)
+		}
+		out := c.path(name)
+		args := append([]string{"eval", "--task", task, "--data", c.data, "--split", "dev", "--limit", strconv.Itoa(c.devLimit[task]), "--out", out}, devSteer...)
 		if err := c.matsteer(out, args...); err != nil {
 			return err
 		}
@@ -175,13 +215,18 @@ func run(c config) error {
 		if err != nil {
 			return err
 		}
+		reports = append(reports, out)
 		dev[task] = rep
 	}
 	best, sweep := choose(dev)
-	// 4. Test: the chosen condition of every method, plus gates and KL.
+	// 5. Test: the chosen condition of every method, plus gates and KL.
+	suffix := ""
+	if c.maxKL > 0 {
+		suffix = fmt.Sprintf("-kl%g", c.maxKL)
+	}
 	test := map[string]*eval.Report{}
 	for _, task := range tasks {
-		out := c.path("test-" + task + ".json")
+		out := c.path("test" + suffix + "-" + task + ".json")
 		args := []string{"eval", "--task", task, "--data", c.data, "--split", "test", "--limit", strconv.Itoa(c.testLimit[task]),
 			"--gates", "--gate-limit", "120", "--out", out}
 		args = append(args, steerArgs(best)...)
@@ -192,9 +237,10 @@ func run(c config) error {
 		if err != nil {
 			return err
 		}
+		reports = append(reports, out)
 		test[task] = rep
 	}
-	klOut := c.path("retention.json")
+	klOut := c.path("retention" + suffix + ".json")
 	args := append([]string{"eval", "--task", "neutral", "--kl-text", c.neutral, "--out", klOut}, steerArgs(best)...)
 	if err := c.matsteer(klOut, args...); err != nil {
 		return err
@@ -203,7 +249,21 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	return writeSummary(c, sweep, best, test, ret)
+	reports = append(reports, klOut)
+	if err := writeSummary(c, cal, sweep, best, test, ret); err != nil {
+		return err
+	}
+	// Keep every report next to the summary.
+	for _, p := range reports {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(c.out, filepath.Base(p)), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // choice is one method family's selected condition.
@@ -211,15 +271,6 @@ type choice struct {
 	family, file string
 	alpha        float64
 	dev          float64
-}
-
-// family names a steering file's method and λ setting from its file name.
-func family(file string) string {
-	base := strings.TrimSuffix(filepath.Base(file), ".gguf")
-	if i := strings.LastIndex(base, "-L"); i > 0 {
-		return base[:i]
-	}
-	return base
 }
 
 type sweepRow struct {
@@ -255,7 +306,9 @@ func choose(dev map[string]*eval.Report) (map[string]choice, []sweepRow) {
 		if name == "none" || info[name] == nil {
 			continue
 		}
-		fam := family(info[name].Path)
+		// One family per method: the layer, λ setting and α are its
+		// hyperparameters, chosen on dev.
+		fam := info[name].Method
 		if cur, ok := best[fam]; !ok || r.avg > cur.dev {
 			best[fam] = choice{family: fam, file: info[name].Path, alpha: info[name].Global, dev: r.avg}
 		}
@@ -284,13 +337,23 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func writeSummary(c config, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report) error {
+func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report) error {
 	path := filepath.Join(c.out, "study.md")
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	fmt.Fprintf(f, "Training rows: --tokens %s. ", c.tokens)
+	if cal != nil {
+		fmt.Fprintf(f, "Strengths: the largest α with KL ≤ %g nats/token on %s (matsteer calibrate).\n\n```\n", c.maxKL, c.klDev)
+		if err := cal.WriteText(f); err != nil {
+			return err
+		}
+		fmt.Fprintf(f, "```\n\n")
+	} else {
+		fmt.Fprintf(f, "Strengths swept on dev: α ∈ {%s}.\n\n", c.alphas)
+	}
 	w := tabwriter.NewWriter(f, 0, 4, 1, ' ', tabwriter.Debug)
 	fmt.Fprintf(f, "## Dev sweep (primary metric per task; average)\n\n```\n")
 	fmt.Fprintf(w, "condition\ttruthfulqa mc2\tbbq acc\ttoxigen acc\taverage\t\n")
@@ -302,7 +365,9 @@ func writeSummary(c config, sweep []sweepRow, best map[string]choice, test map[s
 	for _, fam := range sortedKeys(best) {
 		fmt.Fprintf(f, "%s = %s at α=%g; ", fam, filepath.Base(best[fam].file), best[fam].alpha)
 	}
-	fmt.Fprintf(f, "\n\n## Test\n\n```\n")
+	fmt.Fprintf(f, "\n\n## Test summary\n\n")
+	writeHeadline(f, test, ret)
+	fmt.Fprintf(f, "\n## Test reports\n\n```\n")
 	for _, task := range tasks {
 		fmt.Fprintf(f, "-- %s (%d items)\n", task, test[task].NItems)
 		test[task].WriteText(f)
@@ -313,4 +378,65 @@ func writeSummary(c config, sweep []sweepRow, best map[string]choice, test map[s
 	fmt.Fprintf(f, "```\n")
 	fmt.Printf("wrote %s\n", path)
 	return nil
+}
+
+// writeHeadline writes the test results as one markdown table: a row per
+// method (the unsteered model first), the primary metrics, their average
+// and the capability-retention numbers.
+func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) {
+	type col struct{ task, metric, label string }
+	cols := []col{{"truthfulqa", "mc1", "TruthfulQA MC1"}, {"truthfulqa", "mc2", "TruthfulQA MC2"},
+		{"bbq", "acc", "BBQ acc"}, {"bbq", "acc_ambig", "BBQ ambig"}, {"bbq", "acc_disambig", "BBQ disambig"}, {"toxigen", "acc", "ToxiGen acc"}}
+	fmt.Fprintf(w, "| method | file, α |")
+	for _, c := range cols {
+		fmt.Fprintf(w, " %s |", c.label)
+	}
+	fmt.Fprintf(w, " average (MC2, BBQ, ToxiGen) | KL on neutral text | perplexity |\n|---|---|")
+	for range cols {
+		fmt.Fprintf(w, "---|")
+	}
+	fmt.Fprintf(w, "---|---|---|\n")
+	// Conditions by the name eval gave them (the first task's order).
+	for _, m := range test[tasks[0]].Methods {
+		label, setting := m.Name, "-"
+		if m.Steering != nil {
+			label = m.Steering.Method
+			setting = fmt.Sprintf("%s, α=%.3g", strings.TrimSuffix(filepath.Base(m.Steering.Path), ".gguf"), m.Steering.Global)
+		}
+		fmt.Fprintf(w, "| %s | %s |", label, setting)
+		var avg float64
+		for _, c := range cols {
+			v, ok := metricOf(test[c.task], m.Name, c.metric)
+			fmt.Fprintf(w, " %s |", fmtOpt(v, ok, "%.3f"))
+			if c.metric == primary[c.task] {
+				avg += v / float64(len(tasks))
+			}
+		}
+		fmt.Fprintf(w, " %.3f |", avg)
+		kl, ppl := "-", "-"
+		if ret != nil && ret.Retention != nil {
+			for _, r := range ret.Retention.Results {
+				if r.Name == m.Name {
+					kl, ppl = fmt.Sprintf("%.3f", r.KL), fmt.Sprintf("%.1f", r.PPL)
+				}
+			}
+		}
+		fmt.Fprintf(w, " %s | %s |\n", kl, ppl)
+	}
+}
+
+func metricOf(rep *eval.Report, name, metric string) (float64, bool) {
+	for _, m := range rep.Methods {
+		if m.Name == name {
+			return m.Metric(metric)
+		}
+	}
+	return 0, false
+}
+
+func fmtOpt(v float64, ok bool, format string) string {
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf(format, v)
 }

@@ -50,6 +50,7 @@ Typical workflow:
 			exportCvecCommand(),
 			importCvecCommand(),
 			evalCommand(),
+			calibrateCommand(),
 		},
 	}
 }

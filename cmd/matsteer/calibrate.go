@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/matsteer/matsteer/eval"
+	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/steer"
+)
+
+func calibrateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "calibrate",
+		Usage: "find the strongest global strength α a steering file can use within a KL budget on neutral text",
+		UsageText: `matsteer calibrate --steer FILE [--steer FILE ...] --kl-text FILE [--max-kl 0.1] [--out calibration.json]
+
+For each steering file, the mean KL(unsteered || steered) of next-token distributions on the neutral
+texts (one per non-blank line) is measured at every --grid strength in one pass, then bisected on log α
+between the largest strength within budget and the next one. The answer is the largest α measured
+within --max-kl nats per position; use it as ` + "`--global`" + ` or as FILE@ALPHA in matsteer eval.
+"capped" means even the largest grid strength stays within budget.`,
+		Flags: append(modelFlags(),
+			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Required: true, Usage: "steering `FILE` to calibrate (repeatable)"},
+			&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strengths NAME=X[,NAME=X...], held fixed while α varies"},
+			&cli.StringFlag{Name: "kl-text", Required: true, Usage: "neutral text file, one text per line"},
+			&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts (0: all)"},
+			&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut texts to N tokens"},
+			&cli.Float64Flag{Name: "max-kl", Value: 0.1, Usage: "KL budget, nats per position"},
+			&cli.Float64SliceFlag{Name: "grid", Usage: "ascending strengths tried first (default 0.125,0.25,...,8); the largest caps α"},
+			&cli.IntFlag{Name: "refine", Value: 4, Usage: "bisection steps after the grid"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the calibrations as JSON"},
+		),
+		Action: runCalibrate,
+	}
+}
+
+func runCalibrate(c *cli.Context) error {
+	start := time.Now()
+	texts, err := readTexts(c.String("kl-text"), c.Int("kl-limit"))
+	if err != nil {
+		return err
+	}
+	strengths, err := steer.ParseStrengths(c.StringSlice("strength"))
+	if err != nil {
+		return fmt.Errorf("--strength: %w", err)
+	}
+	if p := c.String("out"); p != "" && !isDirPath(filepath.Dir(p)) {
+		return fmt.Errorf("--out %s: directory %s does not exist", p, filepath.Dir(p))
+	}
+	refine := c.Int("refine")
+	if refine == 0 {
+		refine = -1 // the flag's 0 means none; the option's 0 means the default
+	}
+	opts := eval.CalibrateOptions{
+		MaxKL: c.Float64("max-kl"), Grid: c.Float64Slice("grid"), Refine: refine,
+		Retention: eval.RetentionOptions{MaxTokens: c.Int("kl-max-tokens")},
+	}
+	if !(opts.MaxKL > 0) {
+		return fmt.Errorf("--max-kl %g: want a positive number of nats", opts.MaxKL)
+	}
+	files := map[string]*steer.File{}
+	for _, p := range c.StringSlice("steer") {
+		f, err := steer.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[p] = f
+	}
+	for name := range strengths {
+		found := false
+		for _, f := range files {
+			found = found || slices.Contains(f.AttributeNames(), name)
+		}
+		if !found {
+			return fmt.Errorf("--strength %s: no --steer file has this attribute", name)
+		}
+	}
+	m, err := loadModel(c)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	cat, err := hooks.Probe(m)
+	if err != nil {
+		return err
+	}
+	r, err := eval.NewRunner(m, cat, contextParams(c))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+
+	rep := &eval.Report{Task: "calibrate", Model: eval.DescribeModel(m), Created: start.UTC(),
+		Context: eval.ContextCfg{NCtx: r.Context().NCtx(), NBatch: r.Context().NBatch(), Threads: c.Int("threads")}}
+	for _, p := range c.StringSlice("steer") {
+		fmt.Fprintf(c.App.ErrWriter, "calibrating %s (KL budget %g nats)\n", p, opts.MaxKL)
+		own := map[string]float64{}
+		for _, a := range files[p].AttributeNames() {
+			if s, ok := strengths[a]; ok {
+				own[a] = s
+			}
+		}
+		o := opts
+		o.Strengths = own
+		cal, err := r.Calibrate(c.Context, texts, p, files[p], o)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		rep.Calibrations = append(rep.Calibrations, cal)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if err := rep.WriteText(c.App.Writer); err != nil {
+		return err
+	}
+	if p := c.String("out"); p != "" {
+		if err := rep.WriteJSON(p); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", p)
+	}
+	return nil
+}

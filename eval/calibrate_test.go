@@ -1,0 +1,73 @@
+package eval
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/matsteer/matsteer/steer"
+)
+
+func TestCalibrate(t *testing.T) {
+	e := newEnv(t)
+	r := e.runner(t)
+	f := testFile(e.m.NEmbd(), 1, 0.1)
+	texts := []string{"The weather was mild and the market opened late.", "A recipe needs flour, water and salt, then time."}
+	ctx := context.Background()
+	grid := []float64{0.25, 0.5, 1, 2, 4}
+
+	// The budget: the KL measured at α=1, so the answer must land in [1, 2).
+	ref, err := r.Retention(ctx, texts, []Method{e.method(t, "a1", f, steer.ApplyOptions{Global: 1})}, RetentionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget := ref[0].KL * 1.0000001
+	cal, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: budget, Grid: grid, Refine: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cal.Alpha < 1 || cal.Alpha >= 2 || cal.KL > budget || cal.Capped {
+		t.Fatalf("calibration %+v, budget %g", cal, budget)
+	}
+	if len(cal.Tried) != len(grid)+3 {
+		t.Errorf("tried %d strengths, want %d grid + 3 bisection", len(cal.Tried), len(grid))
+	}
+	for i, p := range cal.Tried {
+		if i > 0 && p.Alpha <= cal.Tried[i-1].Alpha {
+			t.Errorf("tried strengths not sorted: %+v", cal.Tried)
+		}
+		if p.Alpha > cal.Alpha && p.KL <= budget {
+			t.Errorf("α=%g is within budget (KL %g) but %g was chosen", p.Alpha, p.KL, cal.Alpha)
+		}
+	}
+	// The chosen α reproduces its KL in a separate measurement.
+	again, err := r.Retention(ctx, texts, []Method{e.method(t, "chosen", f, steer.ApplyOptions{Global: cal.Alpha})}, RetentionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(again[0].KL-cal.KL) > 1e-6*math.Max(1, cal.KL) {
+		t.Errorf("KL at chosen α: %g, calibration said %g", again[0].KL, cal.KL)
+	}
+
+	// A huge budget is capped at the grid's end; a tiny one gives α=0 or a
+	// strength below the grid, with its KL within budget.
+	capped, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: 1e9, Grid: grid})
+	if err != nil || !capped.Capped || capped.Alpha != 4 {
+		t.Errorf("huge budget: %+v, %v", capped, err)
+	}
+	tiny, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: 1e-12, Grid: grid, Refine: 2})
+	if err != nil || tiny.Alpha >= 0.25 || tiny.KL > 1e-12 {
+		t.Errorf("tiny budget: %+v, %v", tiny, err)
+	}
+
+	for _, bad := range []CalibrateOptions{{MaxKL: 0}, {MaxKL: math.NaN()}, {MaxKL: math.Inf(1)}, {MaxKL: 1, Grid: []float64{1, 0.5}}, {MaxKL: 1, Grid: []float64{-1}}} {
+		if _, err := r.Calibrate(ctx, texts, "test.gguf", f, bad); err == nil {
+			t.Errorf("options %+v: no error", bad)
+		}
+	}
+	off, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: 1, Strengths: map[string]float64{"tone": 0, "style": 0}})
+	if err == nil || !strings.Contains(err.Error(), "changes nothing") {
+		t.Errorf("all strengths zero: %+v, %v", off, err)
+	}
+}
