@@ -60,7 +60,7 @@ type Calibration struct {
 // from path) whose mean KL divergence from the unsteered model on texts is
 // at most opts.MaxKL: it measures every grid strength in one pass over the
 // texts, then bisects on log α between the largest strength within budget
-// and the next. KL need not be monotone in α; the result is the largest
+// and the next (the midpoints rounded to three significant digits). KL need not be monotone in α; the result is the largest
 // strength measured within budget, searched upwards from the grid.
 func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *steer.File, opts CalibrateOptions) (Calibration, error) {
 	if !(opts.MaxKL > 0) || math.IsInf(opts.MaxKL, 0) {
@@ -127,6 +127,11 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 			if a > 0 {
 				mid = math.Sqrt(a * b)
 			}
+			// Three significant digits: strengths people can type.
+			mid = roundSignificant(mid, 3)
+			if mid <= a || mid >= b {
+				break
+			}
 			if err := measure([]float64{mid}); err != nil {
 				return cal, err
 			}
@@ -158,4 +163,10 @@ func anySteered(ps []CalibrationPoint) bool {
 		}
 	}
 	return false
+}
+
+// roundSignificant rounds x > 0 to n significant digits.
+func roundSignificant(x float64, n int) float64 {
+	p := math.Pow(10, float64(n)-math.Ceil(math.Log10(x)))
+	return math.Round(x*p) / p
 }

@@ -37,6 +37,9 @@ func TestCalibrate(t *testing.T) {
 		if i > 0 && p.Alpha <= cal.Tried[i-1].Alpha {
 			t.Errorf("tried strengths not sorted: %+v", cal.Tried)
 		}
+		if roundSignificant(p.Alpha, 3) != p.Alpha {
+			t.Errorf("tried α=%v: more than three significant digits", p.Alpha)
+		}
 		if p.Alpha > cal.Alpha && p.KL <= budget {
 			t.Errorf("α=%g is within budget (KL %g) but %g was chosen", p.Alpha, p.KL, cal.Alpha)
 		}
@@ -69,5 +72,15 @@ func TestCalibrate(t *testing.T) {
 	off, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: 1, Strengths: map[string]float64{"tone": 0, "style": 0}})
 	if err == nil || !strings.Contains(err.Error(), "changes nothing") {
 		t.Errorf("all strengths zero: %+v, %v", off, err)
+	}
+}
+
+func TestRoundSignificant(t *testing.T) {
+	for _, c := range []struct{ x, want float64 }{
+		{4.756828460010884, 4.76}, {0.0123456, 0.0123}, {1234.5, 1230}, {100, 100}, {0.5, 0.5}, {2.8284271, 2.83}, {0.99951, 1},
+	} {
+		if got := roundSignificant(c.x, 3); math.Abs(got-c.want) > 1e-12*c.want {
+			t.Errorf("roundSignificant(%v, 3) = %v, want %v", c.x, got, c.want)
+		}
 	}
 }

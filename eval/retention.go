@@ -53,7 +53,8 @@ type RetentionResult struct {
 // Retention measures how far each condition moves the model's next-token
 // distributions on neutral texts: each text (tokenized with BOS, cut to
 // MaxTokens) is run unsteered once and then once per steered condition,
-// and every position predicting a token of the text is compared.
+// and every position predicting a token of the text is compared. Texts are
+// decoded several at a time, one sequence each (see packTexts).
 // Unsteered conditions (nil or all-zero strengths) get KL 0 and the
 // unsteered perplexity without another pass.
 func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method, opts RetentionOptions) ([]RetentionResult, error) {
@@ -104,31 +105,34 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 		defer bar.Finish()
 	}
 	nv := r.model.NVocab()
-	var ref []float32 // unsteered log-probs, (n−1) × nv
+	var ref []float32 // unsteered log-probs of a pack's positions, × nv
 	var lq []float64
 	nTexts := 0
-	for _, tk := range toks {
-		if tk == nil {
-			continue
+	for _, pk := range r.packTexts(toks, nv) {
+		// Positions predicting a token: all but each text's last.
+		offs := make([]int, len(pk)) // first row in ref of each text
+		npos := 0
+		for i, tk := range pk {
+			offs[i] = npos
+			npos += len(tk) - 1
 		}
-		nTexts++
-		npos := len(tk) - 1
+		nTexts += len(pk)
 		if cap(ref) < npos*nv {
 			ref = make([]float32, npos*nv)
 		}
 		ref = ref[:npos*nv]
 		t0 := time.Now()
 		r.hooks.Clear()
-		err := r.forward(ctx, tk, func(pos int, lg []float32) error {
-			if pos >= npos {
+		err := r.forwardPack(ctx, pk, func(t, pos int, lg []float32) error {
+			if pos >= len(pk[t])-1 {
 				return nil
 			}
 			lq = llama.LogSoftmax(lg, lq)
-			row := ref[pos*nv : (pos+1)*nv]
+			row := ref[(offs[t]+pos)*nv : (offs[t]+pos+1)*nv]
 			for v, x := range lq {
 				row[v] = float32(x)
 			}
-			base.nll -= lq[tk[pos+1]]
+			base.nll -= lq[pk[t][pos+1]]
 			return nil
 		})
 		if err != nil {
@@ -145,12 +149,12 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 				return nil, err
 			}
 			a := &accs[j]
-			err := r.forward(ctx, tk, func(pos int, lg []float32) error {
-				if pos >= npos {
+			err := r.forwardPack(ctx, pk, func(t, pos int, lg []float32) error {
+				if pos >= len(pk[t])-1 {
 					return nil
 				}
 				lq = llama.LogSoftmax(lg, lq)
-				row := ref[pos*nv : (pos+1)*nv]
+				row := ref[(offs[t]+pos)*nv : (offs[t]+pos+1)*nv]
 				var kl float64
 				for v, lp := range row {
 					p := float64(lp)
@@ -159,7 +163,7 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 				kl = math.Max(kl, 0) // rounding of the stored float32 log-probs
 				a.kl += kl
 				a.klMax = math.Max(a.klMax, kl)
-				a.nll -= lq[tk[pos+1]]
+				a.nll -= lq[pk[t][pos+1]]
 				return nil
 			})
 			if err != nil {
@@ -168,7 +172,7 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 			a.n += npos
 			a.dur += time.Since(t0)
 		}
-		bar.Add(1)
+		bar.Add(int64(len(pk)))
 	}
 	pplBase := math.Exp(base.nll / float64(base.n))
 	out := make([]RetentionResult, len(methods))
@@ -187,6 +191,76 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 		out[j] = res
 	}
 	return out, nil
+}
+
+// retentionRefBytes bounds the unsteered log-probabilities kept for one
+// pack of texts (tokens × vocabulary × 4 bytes).
+const retentionRefBytes = 128 << 20
+
+// packTexts groups the non-nil texts, in order, into packs decoded together:
+// at most n_seq_max texts and n_batch tokens per pack, and few enough
+// tokens that their log-probabilities fit retentionRefBytes. A text over
+// these limits is a pack of its own.
+func (r *Runner) packTexts(toks [][]llama.Token, nVocab int) [][][]llama.Token {
+	maxTok := min(r.lctx.NBatch(), r.lctx.NCtx(), max(1, retentionRefBytes/(4*nVocab)))
+	var packs [][][]llama.Token
+	var cur [][]llama.Token
+	n := 0
+	for _, tk := range toks {
+		if tk == nil {
+			continue
+		}
+		if len(cur) > 0 && (len(cur) == r.lctx.NSeqMax() || n+len(tk) > maxTok) {
+			packs = append(packs, cur)
+			cur, n = nil, 0
+		}
+		cur = append(cur, tk)
+		n += len(tk)
+	}
+	if len(cur) > 0 {
+		packs = append(packs, cur)
+	}
+	return packs
+}
+
+// forwardPack decodes the texts of a pack, text i as sequence i from
+// position 0, and calls fn with every position's logits. A pack of one
+// text may be longer than n_batch (it is decoded in chunks); a pack of
+// several must fit one batch.
+func (r *Runner) forwardPack(ctx context.Context, pack [][]llama.Token, fn func(text, pos int, logits []float32) error) error {
+	if len(pack) == 1 {
+		return r.forward(ctx, pack[0], func(pos int, lg []float32) error { return fn(0, pos, lg) })
+	}
+	r.lctx.ClearMemory()
+	defer r.lctx.ClearMemory()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.batch.Clear()
+	for t, tk := range pack {
+		for pos, tok := range tk {
+			if err := r.batch.Add(tok, pos, []int{t}, true); err != nil {
+				return err
+			}
+		}
+	}
+	if err := r.lctx.Decode(r.batch); err != nil {
+		return ctxErr(ctx, err)
+	}
+	row := 0
+	for t, tk := range pack {
+		for pos := range tk {
+			lg, err := r.lctx.Logits(row)
+			if err != nil {
+				return err
+			}
+			if err := fn(t, pos, lg); err != nil {
+				return err
+			}
+			row++
+		}
+	}
+	return nil
 }
 
 // DefaultGateThreshold is the gate value above which a token counts as

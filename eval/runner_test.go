@@ -348,6 +348,33 @@ func TestRetention(t *testing.T) {
 	if wantPPL := math.Exp(nll / float64(len(p))); math.Abs(one[1].PPL-wantPPL) > 1e-3*wantPPL {
 		t.Errorf("ppl %v, recomputed %v", one[1].PPL, wantPPL)
 	}
+
+	// Texts decoded together (one pack, one sequence each) give the
+	// position-weighted mean of the texts measured one by one.
+	if packs := r.packTexts([][]llama.Token{toks, nil, toks[:7]}, e.m.NVocab()); len(packs) != 1 || len(packs[0]) != 2 {
+		t.Fatalf("two short texts: %d packs", len(packs))
+	}
+	two := []string{texts[0], texts[2]}
+	both, err := r.Retention(context.Background(), two, methods[:2], RetentionOptions{MaxTokens: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var klSum, nllSum float64
+	var n int
+	for _, text := range two {
+		res, err := r.Retention(context.Background(), []string{text}, methods[:2], RetentionOptions{MaxTokens: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		klSum += res[1].KL * float64(res[1].Positions)
+		nllSum += math.Log(res[1].PPL) * float64(res[1].Positions)
+		n += res[1].Positions
+	}
+	if both[1].Positions != n || math.Abs(both[1].KL-klSum/float64(n)) > 1e-3*math.Max(1, both[1].KL) ||
+		math.Abs(both[1].PPL-math.Exp(nllSum/float64(n))) > 1e-3*both[1].PPL {
+		t.Errorf("packed: KL %v ppl %v over %d positions; one by one: KL %v ppl %v over %d",
+			both[1].KL, both[1].PPL, both[1].Positions, klSum/float64(n), math.Exp(nllSum/float64(n)), n)
+	}
 }
 
 func TestGateStats(t *testing.T) {

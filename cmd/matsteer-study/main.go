@@ -126,6 +126,12 @@ func runStudy(c config) error {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
+	var stages []stage
+	t0 := time.Now()
+	mark := func(name string) {
+		stages = append(stages, stage{name, time.Since(t0)})
+		t0 = time.Now()
+	}
 	// 1. Activations of the train splits.
 	for _, l := range c.layers {
 		for _, task := range tasks {
@@ -139,6 +145,7 @@ func runStudy(c config) error {
 			}
 		}
 	}
+	mark("extraction")
 	// 2. Steering files: MAT-Steer per λ setting, and the baselines.
 	var files []string
 	for _, l := range c.layers {
@@ -172,13 +179,18 @@ func runStudy(c config) error {
 			files = append(files, out)
 		}
 	}
+	mark("training")
 	// 3. Strengths: with a KL budget, every file at its largest α within
 	// budget on the dev neutral text; without one, every file at every α.
 	var devSteer, reports []string
 	var cal *eval.Report
 	if c.maxKL > 0 {
 		out := c.path(fmt.Sprintf("calibration-kl%g.json", c.maxKL))
-		args := []string{"calibrate", "--kl-text", c.klDev, "--max-kl", strconv.FormatFloat(c.maxKL, 'g', -1, 64), "--out", out}
+		// Grid 1/4..8, then two bisection steps: α within 2^(1/4) of the
+		// largest strength within budget (below the grid, bisection
+		// continues towards 0).
+		args := []string{"calibrate", "--kl-text", c.klDev, "--max-kl", strconv.FormatFloat(c.maxKL, 'g', -1, 64),
+			"--grid", "0.25,0.5,1,2,4,8", "--refine", "2", "--out", out}
 		for _, f := range files {
 			args = append(args, "--steer", f)
 		}
@@ -199,6 +211,7 @@ func runStudy(c config) error {
 			devSteer = append(devSteer, "--steer", f)
 		}
 	}
+	mark("strengths (calibration)")
 	// 4. Dev sweep: every condition on every task.
 	dev := map[string]*eval.Report{}
 	for _, task := range tasks {
@@ -219,6 +232,7 @@ func runStudy(c config) error {
 		dev[task] = rep
 	}
 	best, sweep := choose(dev)
+	mark("dev sweep")
 	// 5. Test: the chosen condition of every method, plus gates and KL.
 	suffix := ""
 	if c.maxKL > 0 {
@@ -250,7 +264,8 @@ func runStudy(c config) error {
 		return err
 	}
 	reports = append(reports, klOut)
-	if err := writeSummary(c, cal, sweep, best, test, ret); err != nil {
+	mark("test, gates and retention")
+	if err := writeSummary(c, cal, sweep, best, test, ret, stages); err != nil {
 		return err
 	}
 	// Keep every report next to the summary.
@@ -337,13 +352,26 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report) error {
+// stage is one step of the study and how long it ran (0 when cached).
+type stage struct {
+	name string
+	took time.Duration
+}
+
+func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report, stages []stage) error {
 	path := filepath.Join(c.out, "study.md")
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	fmt.Fprintf(f, "Time in this run (cached steps count 0): ")
+	var total time.Duration
+	for _, st := range stages {
+		fmt.Fprintf(f, "%s %s; ", st.name, st.took.Round(time.Second))
+		total += st.took
+	}
+	fmt.Fprintf(f, "total %s.\n\n", total.Round(time.Second))
 	fmt.Fprintf(f, "Training rows: --tokens %s. ", c.tokens)
 	if cal != nil {
 		fmt.Fprintf(f, "Strengths: the largest α with KL ≤ %g nats/token on %s (matsteer calibrate).\n\n```\n", c.maxKL, c.klDev)
