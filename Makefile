@@ -45,7 +45,7 @@ test-short: llama
 bench: build model
 	@scripts/bench.sh
 
-# The reproducible study of RESULTS.md (about an hour on 2 cores).
+# The reproducible study of RESULTS.md (about 40 minutes on 2 cores).
 eval: build model
 	$(GO) run $(GOTAGS) ./cmd/matsteer-study -data $${MATSTEER_DATA:-../shared/data}
 

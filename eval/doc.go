@@ -76,10 +76,21 @@
 //	ppl         exp of the mean negative log-likelihood of the text's next
 //	            tokens under the steered model (ppl_base: unsteered)
 //
+// Texts are decoded several at a time, one sequence each; the steered and
+// unsteered passes decode the same packs, so both see the same numerics.
+//
+// Calibrate turns Retention around: for one steering file it finds the
+// largest global strength α whose kl stays within a budget (a grid of
+// strengths measured in one pass, then bisection on log α), so methods can
+// be compared at the same cost to ordinary language. Any non-zero change
+// to a quantized model's residual stream costs about 0.001–0.003 nats (the
+// 8-bit activation quantization rounds differently), so budgets are
+// meaningful from about 0.01 up.
+//
 // GateStats runs labelled texts (datasets.Example, prompt + response,
-// BOS included) with each steering condition installed and records every
-// token's gates through the steering audit callback (ungated attributes
-// report 1). For every (data attribute, label, steering
+// BOS included) with each steering condition that has gates installed and
+// records every token's gates through the steering audit callback
+// (ungated attributes of a gated file report 1). For every (data attribute, label, steering
 // attribute) it reports the mean gate over all tokens and the mean number
 // of tokens per text whose gate exceeds a threshold (0.5), the paper's
 // Table 2 analysis (average gate and number of intervened tokens on

@@ -27,6 +27,7 @@ import (
 
 type config struct {
 	bin, data, work, out, neutral string
+	model                         string
 	klDev, tokens                 string
 	maxKL                         float64
 	layers                        []int
@@ -47,6 +48,7 @@ func main() {
 	var cfg config
 	var layers string
 	flag.StringVar(&cfg.bin, "bin", "bin/matsteer", "matsteer binary")
+	flag.StringVar(&cfg.model, "model", "", "GGUF model (default: matsteer's default model); another model gets its own work and results folders")
 	flag.StringVar(&cfg.data, "data", "../shared/data", "shared dataset root (holds truthfulqa/, bbq/, toxigen/)")
 	flag.StringVar(&cfg.work, "work", filepath.Join(cacheDir(), "study"), "work directory for activations, steering files and reports")
 	flag.StringVar(&cfg.out, "out", "results", "the summary (study.md) and every report (JSON) go to a folder here named after the settings")
@@ -72,6 +74,10 @@ func main() {
 	cfg.testLimit = map[string]int{"truthfulqa": 100, "bbq": 150, "toxigen": 100}
 	cfg.lambdas = map[string][3]string{"paper": {"0.9", "0.9", "0.1"}, "light": {"0.1", "0.1", "0.1"}}
 	// Each token mode has its own activations, steering files and reports.
+	if cfg.model != "" {
+		name := strings.TrimSuffix(filepath.Base(cfg.model), filepath.Ext(cfg.model))
+		cfg.work, cfg.out = filepath.Join(cfg.work, name), filepath.Join(cfg.out, name)
+	}
 	cfg.work = filepath.Join(cfg.work, "tokens-"+cfg.tokens)
 	run := "tokens-" + cfg.tokens + "-alphas-" + strings.ReplaceAll(cfg.alphas, ",", "_")
 	if cfg.maxKL > 0 {
@@ -104,6 +110,9 @@ func (c config) matsteer(out string, args ...string) error {
 	}
 	if args[0] != "train" { // training is pure Go and uses every core
 		args = append(args, "-t", strconv.Itoa(c.threads))
+		if c.model != "" {
+			args = append(args, "--model", c.model)
+		}
 	}
 	fmt.Printf("$ matsteer %s\n", strings.Join(args, " "))
 	cmd := exec.Command(c.bin, args...)
@@ -365,6 +374,8 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 		return err
 	}
 	defer f.Close()
+	mi := test[tasks[0]].Model
+	fmt.Fprintf(f, "# MAT-Steer study: %s (%s, %s, %d layers, n_embd %d)\n\n", mi.Name, filepath.Base(mi.Path), mi.Desc, mi.NLayer, mi.NEmbd)
 	fmt.Fprintf(f, "Time in this run (cached steps count 0): ")
 	var total time.Duration
 	for _, st := range stages {

@@ -113,15 +113,5 @@ func runCalibrate(c *cli.Context) error {
 		}
 		rep.Calibrations = append(rep.Calibrations, cal)
 	}
-	rep.Seconds = time.Since(start).Seconds()
-	if err := rep.WriteText(c.App.Writer); err != nil {
-		return err
-	}
-	if p := c.String("out"); p != "" {
-		if err := rep.WriteJSON(p); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", p)
-	}
-	return nil
+	return finishReport(c, rep, start)
 }

@@ -1,24 +1,15 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
-
-	"github.com/urfave/cli/v2"
 
 	"github.com/matsteer/matsteer/eval"
 )
 
 func calibrateCLI(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
-	app := newApp()
-	var out, errOut bytes.Buffer
-	app.Writer, app.ErrWriter = &out, &errOut
-	app.ExitErrHandler = func(*cli.Context, error) {}
-	err := app.RunContext(context.Background(), append([]string{"matsteer", "calibrate"}, args...))
-	return out.String(), errOut.String(), err
+	return runCommand(t, "calibrate", args...)
 }
 
 func TestCalibrateCommand(t *testing.T) {

@@ -347,8 +347,22 @@ func runEval(c *cli.Context) error {
 		}
 		rep.Gates = &eval.GateReport{Source: gateSource, Split: split, Results: res}
 	}
-	rep.Seconds = time.Since(start).Seconds()
+	if err := finishReport(c, rep, start); err != nil {
+		return err
+	}
+	if p := c.String("plot"); p != "" {
+		if err := rep.SavePlot(p); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "wrote %s\n", p)
+	}
+	return nil
+}
 
+// finishReport stamps the report's run time, prints its tables and writes
+// it to --out, if given.
+func finishReport(c *cli.Context, rep *eval.Report, start time.Time) error {
+	rep.Seconds = time.Since(start).Seconds()
 	if err := rep.WriteText(c.App.Writer); err != nil {
 		return err
 	}
@@ -356,13 +370,7 @@ func runEval(c *cli.Context) error {
 		if err := rep.WriteJSON(p); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "wrote %s\n", p)
-	}
-	if p := c.String("plot"); p != "" {
-		if err := rep.SavePlot(p); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "wrote %s\n", p)
+		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", p)
 	}
 	return nil
 }

@@ -19,15 +19,21 @@ import (
 	"github.com/matsteer/matsteer/steering"
 )
 
-// evalCLI runs the app in-process and returns stdout, stderr and the error.
-func evalCLI(t *testing.T, args ...string) (string, string, error) {
+// runCommand runs `matsteer COMMAND ARGS...` in-process and returns
+// stdout, stderr and the error.
+func runCommand(t *testing.T, command string, args ...string) (string, string, error) {
 	t.Helper()
 	app := newApp()
 	var out, errOut bytes.Buffer
 	app.Writer, app.ErrWriter = &out, &errOut
 	app.ExitErrHandler = func(*cli.Context, error) {}
-	err := app.RunContext(context.Background(), append([]string{"matsteer", "eval"}, args...))
+	err := app.RunContext(context.Background(), append([]string{"matsteer", command}, args...))
 	return out.String(), errOut.String(), err
+}
+
+func evalCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	return runCommand(t, "eval", args...)
 }
 
 // evalSteerFile is a gated + ungated steering file for a model of width
