@@ -41,9 +41,9 @@ func devReports(rows map[string][3]float64) map[string]*eval.Report {
 func TestChoosePerMethodOnDevAverage(t *testing.T) {
 	dev := devReports(map[string][3]float64{
 		"none":                      {0.4, 0.3, 0.5},
-		"mat-steer|mat-steer-a-L10": {0.5, 0.4, 0.6}, // average 0.5
+		"mat-steer|mat-steer-a-L10": {0.5, 0.4, 0.6},  // average 0.5
 		"mat-steer|mat-steer-b-L14": {0.45, 0.6, 0.6}, // average 0.55: wins despite a lower MC2
-		"pca|pca-L10":               {0.9, 0.0, 0.0}, // the only PCA condition
+		"pca|pca-L10":               {0.9, 0.0, 0.0},  // the only PCA condition
 	})
 	best, sweep := choose(dev)
 	if len(best) != 2 || best["mat-steer"].file != "/w/mat-steer-b-L14.gguf" || best["mat-steer"].alpha != 1.5 || best["pca"].file != "/w/pca-L10.gguf" {
