@@ -58,10 +58,12 @@ type Calibration struct {
 
 // Calibrate finds the largest global strength α for steering file f (read
 // from path) whose mean KL divergence from the unsteered model on texts is
-// at most opts.MaxKL: it measures every grid strength in one pass over the
-// texts, then bisects on log α between the largest strength within budget
-// and the next (the midpoints rounded to three significant digits). KL need not be monotone in α; the result is the largest
-// strength measured within budget, searched upwards from the grid.
+// at most opts.MaxKL. It measures every grid strength in one pass over the
+// texts, then bisects on log α between the largest grid strength within
+// budget and the next one, rounding midpoints to three significant digits.
+// The answer is the largest strength measured below the first one over
+// budget: if KL is not monotone in α, a larger strength that happens to be
+// within budget again is not chosen.
 func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *steer.File, opts CalibrateOptions) (Calibration, error) {
 	if !(opts.MaxKL > 0) || math.IsInf(opts.MaxKL, 0) {
 		return Calibration{}, fmt.Errorf("eval: calibrate: KL budget must be a positive number, got %g", opts.MaxKL)
@@ -142,18 +144,27 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 			}
 		}
 	}
-	best := CalibrationPoint{}
-	for _, p := range cal.Tried {
-		if p.KL <= opts.MaxKL && p.Alpha > best.Alpha {
-			best = p
-		}
-	}
+	best := withinBudget(cal.Tried, opts.MaxKL)
 	cal.Alpha, cal.KL, cal.PPL = best.Alpha, best.KL, best.PPL
 	if best.Alpha == 0 {
 		cal.PPL = cal.PPLBase
 	}
-	sort.Slice(cal.Tried, func(i, j int) bool { return cal.Tried[i].Alpha < cal.Tried[j].Alpha })
 	return cal, nil
+}
+
+// withinBudget sorts the measured strengths and returns the largest one
+// below the first over budget (zero when the smallest is over): a larger
+// strength within budget again, if KL is not monotone, is not trusted.
+func withinBudget(tried []CalibrationPoint, maxKL float64) CalibrationPoint {
+	sort.Slice(tried, func(i, j int) bool { return tried[i].Alpha < tried[j].Alpha })
+	best := CalibrationPoint{}
+	for _, p := range tried {
+		if p.KL > maxKL {
+			break
+		}
+		best = p
+	}
+	return best
 }
 
 func anySteered(ps []CalibrationPoint) bool {

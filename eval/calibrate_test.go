@@ -84,3 +84,27 @@ func TestRoundSignificant(t *testing.T) {
 		}
 	}
 }
+
+func TestWithinBudget(t *testing.T) {
+	pts := func(kls ...float64) []CalibrationPoint {
+		var out []CalibrationPoint
+		for i := len(kls) - 1; i >= 0; i-- { // given unsorted: descending α
+			out = append(out, CalibrationPoint{Alpha: float64(i + 1), KL: kls[i]})
+		}
+		return out
+	}
+	for _, c := range []struct {
+		kls  []float64
+		want float64
+	}{
+		{[]float64{0.01, 0.05, 0.2, 0.5}, 2},
+		{[]float64{0.01, 0.2, 0.05, 0.5}, 1}, // not monotone: α=3 is not trusted
+		{[]float64{0.3, 0.4}, 0},
+		{[]float64{0.01, 0.02}, 2},
+		{[]float64{0.01, 0.1}, 2}, // the budget itself is within budget
+	} {
+		if got := withinBudget(pts(c.kls...), 0.1); got.Alpha != c.want {
+			t.Errorf("KL %v: α %v, want %v", c.kls, got.Alpha, c.want)
+		}
+	}
+}

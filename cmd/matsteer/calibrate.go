@@ -22,7 +22,8 @@ func calibrateCommand() *cli.Command {
 For each steering file, the mean KL(unsteered || steered) of next-token distributions on the neutral
 texts (one per non-blank line) is measured at every --grid strength in one pass, then bisected on log α
 between the largest strength within budget and the next one. The answer is the largest α measured
-within --max-kl nats per position; use it as ` + "`--global`" + ` or as FILE@ALPHA in matsteer eval.
+within --max-kl nats per position, below the first strength over it (midpoints have three significant
+digits); use it as ` + "`--global`" + ` in matsteer generate or as FILE@ALPHA in matsteer eval.
 "capped" means even the largest grid strength stays within budget.`,
 		Flags: append(modelFlags(),
 			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Required: true, Usage: "steering `FILE` to calibrate (repeatable)"},
