@@ -3,13 +3,11 @@ package main
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/matsteer/matsteer/eval"
-	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/steer"
 )
 
@@ -64,51 +62,35 @@ func runCalibrate(c *cli.Context) error {
 	if !(opts.MaxKL > 0) {
 		return fmt.Errorf("--max-kl %g: want a positive number of nats", opts.MaxKL)
 	}
-	files := map[string]*steer.File{}
-	for _, p := range c.StringSlice("steer") {
-		f, err := steer.ReadFile(p)
-		if err != nil {
+	paths := c.StringSlice("steer")
+	files := make([]*steer.File, len(paths))
+	for i, p := range paths {
+		if files[i], err = steer.ReadFile(p); err != nil {
 			return err
 		}
-		files[p] = f
 	}
-	for name := range strengths {
-		found := false
-		for _, f := range files {
-			found = found || slices.Contains(f.AttributeNames(), name)
-		}
-		if !found {
-			return fmt.Errorf("--strength %s: no --steer file has this attribute", name)
-		}
+	own, err := strengthsByFile(strengths, files)
+	if err != nil {
+		return err
 	}
 	m, err := loadModel(c)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	cat, err := hooks.Probe(m)
-	if err != nil {
-		return err
-	}
-	r, err := eval.NewRunner(m, cat, contextParams(c))
+	r, err := eval.NewRunner(m, nil, contextParams(c))
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 
 	rep := &eval.Report{Task: "calibrate", Model: eval.DescribeModel(m), Created: start.UTC(),
-		Context: eval.ContextCfg{NCtx: r.Context().NCtx(), NBatch: r.Context().NBatch(), Threads: c.Int("threads")}}
-	for _, p := range c.StringSlice("steer") {
+		Context: runnerContext(c, r)}
+	for i, p := range paths {
 		fmt.Fprintf(c.App.ErrWriter, "calibrating %s (KL budget %g nats)\n", p, opts.MaxKL)
-		own := map[string]float64{}
-		for _, a := range files[p].AttributeNames() {
-			if s, ok := strengths[a]; ok {
-				own[a] = s
-			}
-		}
 		o := opts
-		o.Strengths = own
-		cal, err := r.Calibrate(c.Context, texts, p, files[p], o)
+		o.Strengths = own[i]
+		cal, err := r.Calibrate(c.Context, texts, p, files[i], o)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}

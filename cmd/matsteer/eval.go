@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -171,50 +170,40 @@ func loadMethods(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]eval.Met
 	if len(alphas) == 0 {
 		alphas = []float64{1}
 	}
-	used := map[string]bool{}
+	// Read every file first, so --strength is checked against all of them.
+	files := make([]*steer.File, len(paths))
+	filePaths := make([]string, len(paths))
+	fileAlphas := make([][]float64, len(paths))
+	for i, arg := range paths {
+		if filePaths[i], fileAlphas[i], err = splitAlpha(arg, alphas); err != nil {
+			return nil, err
+		}
+		if files[i], err = steer.ReadFile(filePaths[i]); err != nil {
+			return nil, err
+		}
+	}
+	own, err := strengthsByFile(strengths, files)
+	if err != nil {
+		return nil, err
+	}
 	names := map[string]int{eval.NoneName: 1}
-	for _, arg := range paths {
-		path, fileAlphas, err := splitAlpha(arg, alphas)
-		if err != nil {
-			return nil, err
-		}
-		f, err := steer.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		own := map[string]float64{}
-		for _, a := range f.AttributeNames() {
-			if s, ok := strengths[a]; ok {
-				own[a] = s
-				used[a] = true
-			}
-		}
+	for i, path := range filePaths {
 		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-		for _, alpha := range fileAlphas {
+		for _, alpha := range fileAlphas[i] {
 			name := base
-			if len(fileAlphas) > 1 || len(alphas) > 1 || len(fileAlphas) == 1 && fileAlphas[0] != alphas[0] {
+			if len(fileAlphas[i]) > 1 || len(alphas) > 1 || fileAlphas[i][0] != alphas[0] {
 				name += "@" + strconv.FormatFloat(alpha, 'g', -1, 64)
 			}
 			names[name]++
 			if n := names[name]; n > 1 {
 				name += "#" + strconv.Itoa(n)
 			}
-			meth, err := eval.NewMethod(name, path, f, steer.ApplyOptions{Global: alpha, Strengths: own}, m, cat)
+			meth, err := eval.NewMethod(name, path, files[i], steer.ApplyOptions{Global: alpha, Strengths: own[i]}, m, cat)
 			if err != nil {
 				return nil, err
 			}
 			methods = append(methods, meth)
 		}
-	}
-	var unused []string
-	for n := range strengths {
-		if !used[n] {
-			unused = append(unused, n)
-		}
-	}
-	if len(unused) > 0 {
-		sort.Strings(unused)
-		return nil, fmt.Errorf("--strength: no steering file has attribute(s) %s", strings.Join(unused, ", "))
 	}
 	return methods, nil
 }
@@ -318,7 +307,7 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	defer r.Close()
-	rep.Context = eval.ContextCfg{NCtx: r.Context().NCtx(), NBatch: r.Context().NBatch(), Threads: c.Int("threads")}
+	rep.Context = runnerContext(c, r)
 	stderr := c.App.ErrWriter
 
 	if len(items) > 0 {
@@ -373,4 +362,9 @@ func finishReport(c *cli.Context, rep *eval.Report, start time.Time) error {
 		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", p)
 	}
 	return nil
+}
+
+// runnerContext records the runner's context settings for a report.
+func runnerContext(c *cli.Context, r *eval.Runner) eval.ContextCfg {
+	return eval.ContextCfg{NCtx: r.Context().NCtx(), NBatch: r.Context().NBatch(), Threads: c.Int("threads")}
 }

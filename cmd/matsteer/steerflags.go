@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -35,22 +36,20 @@ func loadInterventions(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]*s
 	if err != nil {
 		return nil, err
 	}
-	used := map[string]bool{}
-	points := map[hooks.Point]string{}
-	var ivs []*steering.Intervention
-	for _, path := range paths {
-		f, err := steer.ReadFile(path)
-		if err != nil {
+	files := make([]*steer.File, len(paths))
+	for i, path := range paths {
+		if files[i], err = steer.ReadFile(path); err != nil {
 			return nil, err
 		}
-		own := map[string]float64{}
-		for _, a := range f.Attributes {
-			if s, ok := strengths[a.Name]; ok {
-				own[a.Name] = s
-				used[a.Name] = true
-			}
-		}
-		iv, err := steering.New(f, steer.ApplyOptions{Global: c.Float64("global"), Strengths: own}, m, cat)
+	}
+	own, err := strengthsByFile(strengths, files)
+	if err != nil {
+		return nil, err
+	}
+	points := map[hooks.Point]string{}
+	var ivs []*steering.Intervention
+	for i, path := range paths {
+		iv, err := steering.New(files[i], steer.ApplyOptions{Global: c.Float64("global"), Strengths: own[i]}, m, cat)
 		if err != nil {
 			return nil, fmt.Errorf("steering file %s: %w", path, err)
 		}
@@ -60,6 +59,23 @@ func loadInterventions(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]*s
 		points[iv.Point()] = path
 		ivs = append(ivs, iv)
 	}
+	return ivs, nil
+}
+
+// strengthsByFile gives each steering file the --strength entries that name
+// its attributes. An entry that names no file's attribute is an error.
+func strengthsByFile(strengths map[string]float64, files []*steer.File) ([]map[string]float64, error) {
+	used := map[string]bool{}
+	own := make([]map[string]float64, len(files))
+	for i, f := range files {
+		own[i] = map[string]float64{}
+		for _, a := range f.AttributeNames() {
+			if s, ok := strengths[a]; ok {
+				own[i][a] = s
+				used[a] = true
+			}
+		}
+	}
 	var unknown []string
 	for name := range strengths {
 		if !used[name] {
@@ -68,7 +84,7 @@ func loadInterventions(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]*s
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return nil, fmt.Errorf("--strength: no steering file has attribute(s) %v", unknown)
+		return nil, fmt.Errorf("--strength: no steering file has attribute(s) %s", strings.Join(unknown, ", "))
 	}
-	return ivs, nil
+	return own, nil
 }
