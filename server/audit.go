@@ -69,7 +69,7 @@ func (r *auditRecorder) row(a steering.RowAudit) {
 	b = strconv.AppendInt(b, int64(a.Token), 10)
 	text, _ := marshal(r.model.TokenPiece(a.Token))
 	b = append(b, `,"text":`...)
-	b = append(b, bytes.TrimSuffix(text, []byte("\n"))...)
+	b = append(b, text...)
 	b = append(b, `,"generated":`...)
 	b = strconv.AppendBool(b, a.Pos >= r.promptLen)
 	b = append(b, `,"gates":{`...)

@@ -120,27 +120,11 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 		}
 		return nil
 	}
-	// Cancellation: Generate's own watcher (context.AfterFunc → Abort) is not
-	// waited for when Generate returns, so a late Abort could hit the next
-	// request's decode on this slot. Generate therefore gets a context that
-	// is never cancelled, and this watcher, which is waited for before the
-	// slot is released, aborts the decode instead.
-	aborted := make(chan struct{})
-	stopWatch := context.AfterFunc(ctx, func() {
-		defer close(aborted)
-		sl.ctx.Abort()
-	})
-	defer func() {
-		if !stopWatch() {
-			<-aborted
-		}
-	}()
+	// Cancelling ctx aborts the decode; Generate waits for a started abort
+	// before it returns, so none can reach the slot's next request.
 	t0 := time.Now()
-	st, err := sl.ctx.Generate(context.WithoutCancel(ctx), j.prompt, llama.GenerateOptions{MaxTokens: j.maxTokens, Sampler: j.sampler},
+	st, err := sl.ctx.Generate(ctx, j.prompt, llama.GenerateOptions{MaxTokens: j.maxTokens, Sampler: j.sampler},
 		func(_ llama.Token, piece string) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
 			text, hit := stops.push(dec.push(piece))
 			if err := send(text); err != nil {
 				return err

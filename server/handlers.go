@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -153,7 +152,7 @@ func (e *sse) send(v any) error {
 	if err != nil {
 		return fmt.Errorf("encoding an event: %w", err)
 	}
-	return e.raw(bytes.TrimSuffix(b, []byte("\n")))
+	return e.raw(b)
 }
 
 // eventWriteTimeout bounds each event write, so a client that stops reading
