@@ -49,13 +49,7 @@ func TestGradientsFiniteDifferences(t *testing.T) {
 					const h = 1e-5
 					worst := 0.0
 					for i := range p.v {
-						orig := p.v[i]
-						p.v[i] = orig + h
-						up := loss()
-						p.v[i] = orig - h
-						down := loss()
-						p.v[i] = orig
-						fd := (up - down) / (2 * h)
+						fd := centralDifference(p.v, i, h, loss)
 						err := math.Abs(fd-grad[i]) / math.Max(1e-3, math.Abs(fd)+math.Abs(grad[i]))
 						worst = math.Max(worst, err)
 						if err > 1e-6 {
@@ -69,4 +63,16 @@ func TestGradientsFiniteDifferences(t *testing.T) {
 			}
 		}
 	}
+}
+
+// centralDifference is (f(x+h) − f(x−h)) / 2h for x = v[i]; v[i] is
+// restored afterwards.
+func centralDifference(v []float64, i int, h float64, f func() float64) float64 {
+	x := v[i]
+	v[i] = x + h
+	up := f()
+	v[i] = x - h
+	down := f()
+	v[i] = x
+	return (up - down) / (2 * h)
 }

@@ -48,14 +48,7 @@ func TestReparamGradient(t *testing.T) {
 			o.lossGrad(m, batches, work, grad)
 			rp.chain(params{T: T, d: d, v: grad})
 			for i := range tr.v {
-				x := tr.v[i]
-				const h = 1e-6
-				tr.v[i] = x + h
-				lp := loss()
-				tr.v[i] = x - h
-				lm := loss()
-				tr.v[i] = x
-				fd := (lp - lm) / (2 * h)
+				fd := centralDifference(tr.v, i, 1e-6, loss)
 				if math.Abs(fd-grad[i]) > 1e-6*(1+math.Abs(fd)) {
 					t.Errorf("%s/%s: param %d: analytic %.9g, finite differences %.9g", gi, ts, i, grad[i], fd)
 				}
