@@ -11,7 +11,6 @@ import (
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/progress"
-	"github.com/matsteer/matsteer/steer"
 	"github.com/matsteer/matsteer/steering"
 )
 
@@ -342,7 +341,7 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 	}
 	var gated []Method
 	for _, m := range methods {
-		if m.Intervention != nil && hasGates(m.Intervention.File()) {
+		if m.Intervention != nil && len(m.Intervention.File().GatedNames()) > 0 {
 			gated = append(gated, m)
 		}
 	}
@@ -422,14 +421,4 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 		out = append(out, res)
 	}
 	return out, nil
-}
-
-// hasGates reports whether any of f's attributes is gated.
-func hasGates(f *steer.File) bool {
-	for _, a := range f.Attributes {
-		if a.Gated {
-			return true
-		}
-	}
-	return false
 }

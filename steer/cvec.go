@@ -46,12 +46,7 @@ func ExportControlVector(f *File, opts ExportOptions) (*gguf.File, error) {
 	if f.Layer < 1 {
 		return nil, fmt.Errorf("layer %d cannot be exported: llama.cpp control vectors have no slot for block 0 (direction.N is added to l_out-N, N >= 1)", f.Layer)
 	}
-	var gated []string
-	for _, a := range f.Attributes {
-		if a.Gated {
-			gated = append(gated, a.Name)
-		}
-	}
+	gated := f.GatedNames()
 	if len(gated) > 0 && !opts.ForceUngated {
 		return nil, fmt.Errorf("attributes %s are gated (per-token gates) and llama.cpp control vectors are not; pass --force-ungated to export the ungated sum of their vectors", strings.Join(gated, ", "))
 	}

@@ -97,6 +97,17 @@ func (f *File) AttributeNames() []string {
 	return names
 }
 
+// GatedNames returns the names of the gated attributes in file order.
+func (f *File) GatedNames() []string {
+	var names []string
+	for _, a := range f.Attributes {
+		if a.Gated {
+			names = append(names, a.Name)
+		}
+	}
+	return names
+}
+
 // ValidAttributeName reports why name cannot be an attribute name (nil if it can).
 // Names are 1..128 bytes of UTF-8 without control characters, spaces, '=' or ','
 // (so that name=value lists parse).

@@ -43,10 +43,16 @@ func TestFileRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(f, g) {
 		t.Fatalf("round trip changed the file:\n got %+v\nwant %+v", g, f)
 	}
+	if got := g.GatedNames(); !reflect.DeepEqual(got, []string{"truth", "tox"}) {
+		t.Errorf("gated attributes %v", got)
+	}
 	// Ungated attribute: no gate tensors are written.
 	f.Method = MethodAllTokens
 	for i := range f.Attributes {
 		f.Attributes[i].Gated, f.Attributes[i].GateW, f.Attributes[i].GateB = false, nil, 0
+	}
+	if got := f.GatedNames(); got != nil {
+		t.Errorf("ungated file: gated attributes %v", got)
 	}
 	f.Training = nil
 	data, err := f.Encode()

@@ -212,7 +212,7 @@ func runStudy(c config) error {
 		}
 		reports = append(reports, out)
 		for _, k := range cal.Calibrations {
-			devSteer = append(devSteer, "--steer", fmt.Sprintf("%s@%g", k.Path, k.Alpha))
+			devSteer = append(devSteer, "--steer", atAlpha(k.Path, k.Alpha))
 		}
 	} else {
 		devSteer = append(devSteer, "--alpha", c.alphas)
@@ -290,11 +290,11 @@ func runStudy(c config) error {
 	return nil
 }
 
-// choice is one method family's selected condition.
+// choice is one method's selected condition: its steering file, α and dev
+// average.
 type choice struct {
-	family, file string
-	alpha        float64
-	dev          float64
+	file       string
+	alpha, dev float64
 }
 
 type sweepRow struct {
@@ -334,23 +334,25 @@ func choose(dev map[string]*eval.Report) (map[string]choice, []sweepRow) {
 		// hyperparameters, chosen on dev.
 		fam := info[name].Method
 		if cur, ok := best[fam]; !ok || r.avg > cur.dev {
-			best[fam] = choice{family: fam, file: info[name].Path, alpha: info[name].Global, dev: r.avg}
+			best[fam] = choice{file: info[name].Path, alpha: info[name].Global, dev: r.avg}
 		}
 	}
 	sort.Slice(sweep, func(i, j int) bool { return sweep[i].avg > sweep[j].avg })
 	return best, sweep
 }
 
-// steerArgs passes the chosen files; files chosen at different α are run
-// at their own α through per-file copies named after the family.
+// steerArgs passes each method's chosen file at its own α (FILE@ALPHA).
 func steerArgs(best map[string]choice) []string {
 	var args []string
 	for _, fam := range sortedKeys(best) {
 		b := best[fam]
-		args = append(args, "--steer", fmt.Sprintf("%s@%g", b.file, b.alpha))
+		args = append(args, "--steer", atAlpha(b.file, b.alpha))
 	}
 	return args
 }
+
+// atAlpha is matsteer eval's FILE@ALPHA.
+func atAlpha(file string, alpha float64) string { return fmt.Sprintf("%s@%g", file, alpha) }
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
