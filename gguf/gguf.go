@@ -26,6 +26,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // Magic is the four bytes every GGUF file starts with.
@@ -322,11 +324,23 @@ func (f *File) Alignment() (uint64, error) {
 	return uint64(a), nil
 }
 
-// ReadFile parses the GGUF file at path.
+// MaxReadBytes is the largest file [ReadFile] reads. ReadFile holds the
+// whole file in memory, so it serves small GGUF files: steering files and
+// llama.cpp control vectors (a few MB even for wide models with many
+// attributes). Models are not read with it; llama.cpp maps them itself.
+const MaxReadBytes = 256 << 20
+
+// ReadFile parses the GGUF file at path, which must be a regular file of at
+// most [MaxReadBytes] bytes.
 func ReadFile(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	return ReadFileLimit(path, MaxReadBytes)
+}
+
+// ReadFileLimit is [ReadFile] with a chosen size limit in bytes.
+func ReadFileLimit(path string, maxBytes int64) (*File, error) {
+	data, err := safefile.ReadFile(path, maxBytes)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gguf: %w", err)
 	}
 	f, err := Parse(data)
 	if err != nil {
@@ -384,6 +398,9 @@ func WriteFileAtomic(path string, data []byte) error {
 
 // ErrTruncated reports input that ends before the structure it describes.
 var ErrTruncated = errors.New("truncated file")
+
+// ErrNotGGUF reports input that does not start with the GGUF magic.
+var ErrNotGGUF = errors.New("not a GGUF file (bad magic)")
 
 type reader struct {
 	b   []byte
@@ -456,7 +473,7 @@ func Parse(data []byte) (*File, error) {
 		return nil, err
 	}
 	if string(magic) != Magic {
-		return nil, fmt.Errorf("not a GGUF file (magic %q)", magic)
+		return nil, ErrNotGGUF // never show the bytes: the file may be anything
 	}
 	version, err := r.u32("version")
 	if err != nil {
@@ -488,16 +505,16 @@ func Parse(data []byte) (*File, error) {
 			return nil, fmt.Errorf("metadata entry %d: empty key", i)
 		}
 		if seen[key] {
-			return nil, fmt.Errorf("duplicate metadata key %q", key)
+			return nil, fmt.Errorf("duplicate metadata key %s", safefile.Quote(key))
 		}
 		seen[key] = true
 		t, err := r.u32("value type")
 		if err != nil {
-			return nil, fmt.Errorf("metadata %q: %w", key, err)
+			return nil, fmt.Errorf("metadata %s: %w", safefile.Quote(key), err)
 		}
 		v, err := r.value(ValueType(t), 0)
 		if err != nil {
-			return nil, fmt.Errorf("metadata %q: %w", key, err)
+			return nil, fmt.Errorf("metadata %s: %w", safefile.Quote(key), err)
 		}
 		f.KV = append(f.KV, KV{Key: key, Value: v})
 	}
@@ -519,7 +536,7 @@ func Parse(data []byte) (*File, error) {
 			return nil, fmt.Errorf("tensor %d: %w", i, err)
 		}
 		if name == "" || len(name) > MaxNameLen {
-			return nil, fmt.Errorf("tensor %d: name %q must be 1..%d bytes", i, name, MaxNameLen)
+			return nil, fmt.Errorf("tensor %d: name of %d bytes, want 1..%d", i, len(name), MaxNameLen)
 		}
 		if names[name] {
 			return nil, fmt.Errorf("duplicate tensor name %q", name)
@@ -616,7 +633,7 @@ func (r *reader) value(t ValueType, depth int) (any, error) {
 			return nil, err
 		}
 		if v > 1 {
-			return nil, fmt.Errorf("invalid bool byte %d", v)
+			return nil, fmt.Errorf("invalid bool byte (want 0 or 1)")
 		}
 		return v == 1, nil
 	case TypeString:
@@ -679,7 +696,7 @@ func (r *reader) array(et ValueType, n uint64, depth int) (any, error) {
 		for i := range out {
 			v, _ := r.u8("bool")
 			if v > 1 {
-				return nil, fmt.Errorf("invalid bool byte %d in array", v)
+				return nil, fmt.Errorf("invalid bool byte in array (want 0 or 1)")
 			}
 			out[i] = v == 1
 		}
