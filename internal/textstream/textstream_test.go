@@ -28,8 +28,8 @@ func TestDecoderIgnoresPieceBoundaries(t *testing.T) {
 		{"plain ascii", "plain ascii"},
 		{"héllo wörld — ✓ 😀", "héllo wörld — ✓ 😀"},
 		{"bad \xff\xfe bytes \xe2\x82 cut \xf0\x9f\x98", "bad \uFFFD\uFFFD bytes \uFFFD\uFFFD cut "},
-		{"\xe2\x82\xac\xe2\x82", "€"},             // ends inside a character: dropped
-		{"ok \xf0\x9f\x98", "ok "},                // ends inside a 4-byte character
+		{"\xe2\x82\xac\xe2\x82", "€"},                                            // ends inside a character: dropped
+		{"ok \xf0\x9f\x98", "ok "},                                               // ends inside a 4-byte character
 		{"\xc3(\xa0\xa1 \xed\xa0\x80", "\uFFFD(\uFFFD\uFFFD \uFFFD\uFFFD\uFFFD"}, // invalid continuations, a surrogate
 		{"\xc3", ""},
 	}
