@@ -3,7 +3,6 @@ package steer
 import (
 	"fmt"
 	"math"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/matsteer/matsteer/gguf"
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // FileVersion is the steering-file format version written and accepted.
@@ -38,6 +38,21 @@ const (
 	MaxAttributes  = 1024
 	MaxAttrNameLen = 128
 )
+
+// MaxThetaSum bounds, for every value index j, the sum over attributes of
+// |θ_t[j]|: steered at the largest accepted global and per-attribute
+// strengths (MaxStrength each), the combined steering vector stays finite in
+// float32, the precision it is applied in. Larger vectors would turn rows
+// into ±Inf or NaN; Validate (used by both the writer and the reader)
+// refuses them.
+const MaxThetaSum = math.MaxFloat32 / (MaxStrength * MaxStrength)
+
+// MaxFileBytes is the largest steering file ReadFile reads (it holds the
+// whole file in memory). A file of the widest supported models (n_embd
+// 8192) with hundreds of gated attributes takes a few MB; 256 MiB leaves
+// ample room while bounding what a path given over the API can make the
+// server allocate.
+const MaxFileBytes = 256 << 20
 
 // Metadata keys of a steering file.
 const (
@@ -119,11 +134,11 @@ func ValidAttributeName(name string) error {
 		return fmt.Errorf("attribute name %.20q... longer than %d bytes", name, MaxAttrNameLen)
 	}
 	if !utf8.ValidString(name) {
-		return fmt.Errorf("attribute name %q is not valid UTF-8", name)
+		return fmt.Errorf("attribute name %s is not valid UTF-8", safefile.Quote(name))
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) || unicode.IsSpace(r) || r == '=' || r == ',' {
-			return fmt.Errorf("attribute name %q contains %q", name, r)
+			return fmt.Errorf("attribute name %s contains %q", safefile.Quote(name), r)
 		}
 	}
 	return nil
@@ -138,7 +153,7 @@ func validSite(site string) error {
 	}
 	for _, r := range site {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.') {
-			return fmt.Errorf("site %q contains %q", site, r)
+			return fmt.Errorf("site %s contains %q", safefile.Quote(site), r)
 		}
 	}
 	return nil
@@ -146,11 +161,11 @@ func validSite(site string) error {
 
 func validTrainingKey(k string) error {
 	if k == "" || len(k) > 200 {
-		return fmt.Errorf("training key %q must be 1..200 bytes", k)
+		return fmt.Errorf("training key of %d bytes, want 1..200", len(k))
 	}
 	for _, r := range k {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
-			return fmt.Errorf("training key %q contains %q (allowed: a-z 0-9 . _ -)", k, r)
+			return fmt.Errorf("training key %s contains %q (allowed: a-z 0-9 . _ -)", safefile.Quote(k), r)
 		}
 	}
 	return nil
@@ -182,7 +197,7 @@ func (f *File) Validate() error {
 		return fmt.Errorf("n_embd %d out of range [1, %d]", f.NEmbd, MaxNEmbd)
 	}
 	if !knownMethod(f.Method) {
-		return fmt.Errorf("unknown method %q (want one of %s)", f.Method, strings.Join(methods, ", "))
+		return fmt.Errorf("unknown method %s (want one of %s)", safefile.Quote(f.Method), strings.Join(methods, ", "))
 	}
 	if len(f.Attributes) == 0 {
 		return fmt.Errorf("no attributes")
@@ -190,9 +205,9 @@ func (f *File) Validate() error {
 	if len(f.Attributes) > MaxAttributes {
 		return fmt.Errorf("%d attributes, at most %d", len(f.Attributes), MaxAttributes)
 	}
-	for _, s := range []string{f.ModelArch, f.ModelName, f.ModelID} {
-		if !utf8.ValidString(s) {
-			return fmt.Errorf("model identity %q is not valid UTF-8", s)
+	for _, s := range []struct{ what, v string }{{"architecture", f.ModelArch}, {"name", f.ModelName}, {"id", f.ModelID}} {
+		if !utf8.ValidString(s.v) {
+			return fmt.Errorf("model %s is not valid UTF-8", s.what)
 		}
 	}
 	seen := make(map[string]bool, len(f.Attributes))
@@ -233,6 +248,15 @@ func (f *File) Validate() error {
 			return fmt.Errorf("attribute %q is ungated but has gate weights", a.Name)
 		}
 	}
+	for j := 0; j < f.NEmbd; j++ {
+		sum := 0.0
+		for _, a := range f.Attributes {
+			sum += math.Abs(a.Theta[j])
+		}
+		if sum > MaxThetaSum {
+			return fmt.Errorf("theta values at index %d sum to %.3g in magnitude over the attributes, more than %.3g: steering at the strengths allowed (up to %g global × %g per attribute) would overflow float32", j, sum, MaxThetaSum, float64(MaxStrength), float64(MaxStrength))
+		}
+	}
 	for k, v := range f.Training {
 		if err := validTrainingKey(k); err != nil {
 			return err
@@ -267,7 +291,7 @@ func inF32(v []float64) bool {
 // architecture (e.g. an imported control vector without a hint) matches any.
 func (f *File) CheckModel(arch string, nEmbd, nLayer int) error {
 	if f.ModelArch != "" && arch != f.ModelArch {
-		return fmt.Errorf("steering file was trained on a %q model, this model is %q", f.ModelArch, arch)
+		return fmt.Errorf("steering file was trained on a %s model, this model is %q", safefile.Quote(f.ModelArch), arch)
 	}
 	if nEmbd != f.NEmbd {
 		return fmt.Errorf("steering file has n_embd=%d, the model has n_embd=%d", f.NEmbd, nEmbd)
@@ -356,9 +380,10 @@ func (f *File) WriteFile(path string) error {
 	return nil
 }
 
-// ReadFile reads and fully validates the steering file at path.
+// ReadFile reads and fully validates the steering file at path, which must
+// be a regular file of at most [MaxFileBytes] bytes.
 func ReadFile(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("steering file: %w", err)
 	}
@@ -385,10 +410,10 @@ func FromGGUF(g *gguf.File) (*File, error) {
 		return nil, err
 	}
 	if arch != Architecture {
-		if arch == "controlvector" {
+		if arch == CvecArchitecture {
 			return nil, fmt.Errorf("this is a llama.cpp control vector (general.architecture %q); convert it with import-cvec", arch)
 		}
-		return nil, fmt.Errorf("general.architecture is %q, want %q", arch, Architecture)
+		return nil, fmt.Errorf("general.architecture is %s, want %q: not a steering file", safefile.Quote(arch), Architecture)
 	}
 	version, err := g.Int(keyVersion)
 	if err != nil {
@@ -466,7 +491,7 @@ func FromGGUF(g *gguf.File) (*File, error) {
 		if k, ok := strings.CutPrefix(kv.Key, keyTrainPrefix); ok {
 			s, ok := kv.Value.(string)
 			if !ok {
-				return nil, fmt.Errorf("key %q is not a string", kv.Key)
+				return nil, fmt.Errorf("key %s is not a string", safefile.Quote(kv.Key))
 			}
 			if f.Training == nil {
 				f.Training = make(map[string]string)
