@@ -85,6 +85,23 @@ func (r *Rows) Token(i int) (tok llama.Token, pos, seq int) {
 // Row returns row i (aliases Data).
 func (r *Rows) Row(i int) []float32 { return r.Data[i*r.NEmbd : (i+1)*r.NEmbd] }
 
+// Seq returns the (first) sequence id of row i.
+func (r *Rows) Seq(i int) int {
+	_, _, seq, _ := r.batch.Token(r.BatchIndex(i))
+	return seq
+}
+
+// Slice returns rows [i, j) as Rows of their own (Data aliases r.Data), so
+// an intervention can be applied to part of a micro-batch, e.g. to the rows
+// of one sequence.
+func (r *Rows) Slice(i, j int) Rows {
+	s := *r
+	s.Data = r.Data[i*r.NEmbd : j*r.NEmbd]
+	s.N = j - i
+	s.first = r.first + i
+	return s
+}
+
 // Intervention edits activation rows in place. It runs on the goroutine
 // that called Decode. Returning an error aborts the decode, and Decode
 // returns that error.
