@@ -58,6 +58,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // FormatVersion is the value of the matsteer.format_version metadata key
@@ -135,7 +137,7 @@ func (m Meta) Validate() error {
 	switch m.TokenMode {
 	case "", TokenAll, TokenLast, TokenResponse:
 	default:
-		return fmt.Errorf("token mode %q is not one of %q, %q, %q", m.TokenMode, TokenAll, TokenLast, TokenResponse)
+		return fmt.Errorf("token mode %s is not one of %q, %q, %q", safefile.Quote(m.TokenMode), TokenAll, TokenLast, TokenResponse)
 	}
 	if len(m.Attributes) == 0 {
 		return fmt.Errorf("no attributes")
@@ -149,7 +151,7 @@ func (m Meta) Validate() error {
 			return fmt.Errorf("attribute %d has an empty name", i)
 		}
 		if seen[a] {
-			return fmt.Errorf("attribute %q appears twice", a)
+			return fmt.Errorf("attribute %s appears twice", safefile.Quote(a))
 		}
 		seen[a] = true
 	}
@@ -190,7 +192,10 @@ func metaFromMetadata(md map[string]string, nEmbd int64) (Meta, error) {
 		return m, fmt.Errorf("metadata key %s is missing: not a matsteer activation file", KeyFormatVersion)
 	}
 	if v != FormatVersion {
-		return m, fmt.Errorf("unsupported format version %q (this build reads %q)", v, FormatVersion)
+		if n, err := strconv.Atoi(v); err == nil {
+			return m, fmt.Errorf("unsupported format version %d (this build reads %s)", n, FormatVersion)
+		}
+		return m, fmt.Errorf("format version is not a number (this build reads %s)", FormatVersion)
 	}
 	intKey := func(key string) (int, error) {
 		s, ok := md[key]
@@ -199,7 +204,7 @@ func metaFromMetadata(md map[string]string, nEmbd int64) (Meta, error) {
 		}
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			return 0, fmt.Errorf("metadata key %s: %q is not an integer", key, s)
+			return 0, fmt.Errorf("metadata key %s is not an integer", key)
 		}
 		return n, nil
 	}
@@ -218,7 +223,7 @@ func metaFromMetadata(md map[string]string, nEmbd int64) (Meta, error) {
 		return m, fmt.Errorf("metadata key %s is missing", KeyAttributes)
 	}
 	if err := json.Unmarshal([]byte(s), &m.Attributes); err != nil {
-		return m, fmt.Errorf("metadata key %s: not a JSON array of strings: %v", KeyAttributes, err)
+		return m, fmt.Errorf("metadata key %s: not a JSON array of strings", KeyAttributes)
 	}
 	m.ModelArch = md[KeyModelArch]
 	m.ModelName = md[KeyModelName]

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // File is an open activation file. Meta and Rows are loaded and validated by
@@ -25,19 +26,16 @@ type File struct {
 // path and say what is wrong (truncated file, corrupt header, wrong dtype or
 // shape, missing metadata, out-of-range per-row values). A file with zero
 // rows is valid; callers decide whether that is acceptable.
+//
+// Only regular files are opened (a FIFO or device is refused without
+// blocking). There is no size limit: activation rows are streamed, and the
+// header (at most 100 MB, the safetensors limit) and the per-row arrays
+// (17 bytes a row) are read only after their sizes are checked against the
+// file size.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, st, err := safefile.Open(path, safefile.Unlimited)
 	if err != nil {
 		return nil, fmt.Errorf("acts: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("acts: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("acts: %s: not a regular file", path)
 	}
 	af, err := openReader(f, st.Size(), path)
 	if err != nil {

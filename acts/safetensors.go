@@ -10,6 +10,8 @@ import (
 	"math/bits"
 	"sort"
 	"unicode/utf8"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // tensorInfo is one tensor entry of a safetensors header.
@@ -130,39 +132,39 @@ func parseHeaderJSON(buf []byte, h *header) error {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return fmt.Errorf("invalid JSON: %v", err)
+			return jsonError(err)
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return fmt.Errorf("invalid JSON: expected a key, got %v", tok)
+			return fmt.Errorf("invalid JSON: expected a key")
 		}
 		if seen[key] {
-			return fmt.Errorf("key %q appears twice", key)
+			return fmt.Errorf("key %s appears twice", safefile.Quote(key))
 		}
 		seen[key] = true
 		if key == "__metadata__" {
 			var md map[string]string
 			if err := dec.Decode(&md); err != nil {
-				return fmt.Errorf("__metadata__ is not a map of strings to strings: %v", err)
+				return fmt.Errorf("__metadata__ is not a map of strings to strings: %v", jsonError(err))
 			}
 			h.metadata = md
 			continue
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return fmt.Errorf("invalid JSON: %v", err)
+			return jsonError(err)
 		}
 		ti, err := decodeTensorInfo(raw)
 		if err != nil {
-			return fmt.Errorf("tensor %q: %v", key, err)
+			return fmt.Errorf("tensor %s: %v", safefile.Quote(key), err)
 		}
 		if err := checkTensor(ti); err != nil {
-			return fmt.Errorf("tensor %q: %w", key, err)
+			return fmt.Errorf("tensor %s: %w", safefile.Quote(key), err)
 		}
 		h.tensors[key] = ti
 	}
 	if _, err := dec.Token(); err != nil {
-		return fmt.Errorf("invalid JSON: %v", err)
+		return jsonError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("trailing data after the JSON object")
@@ -187,17 +189,34 @@ func decodeTensorInfo(raw json.RawMessage) (tensorInfo, error) {
 			return ti, fmt.Errorf("field %q is missing", f.name)
 		}
 		if err := json.Unmarshal(v, f.dst); err != nil {
-			return ti, fmt.Errorf("field %q: %v", f.name, err)
+			return ti, fmt.Errorf("field %q: %v", f.name, jsonError(err))
 		}
 	}
 	return ti, nil
+}
+
+// jsonError describes a JSON decoding error by position and kind only:
+// encoding/json's messages quote characters and number literals of the
+// input, and errors never hold file contents.
+func jsonError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Errorf("invalid JSON at header byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Errorf("JSON value at header byte %d has the wrong type (want %s)", te.Offset, te.Type)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("invalid JSON: unexpected end of header")
+	}
+	return fmt.Errorf("invalid JSON")
 }
 
 // checkTensor validates one tensor entry on its own.
 func checkTensor(ti tensorInfo) error {
 	es, ok := dtypeSize[ti.Dtype]
 	if !ok {
-		return fmt.Errorf("unknown dtype %q", ti.Dtype)
+		return fmt.Errorf("unknown dtype %s", safefile.Quote(ti.Dtype))
 	}
 	if ti.Shape == nil {
 		return fmt.Errorf("shape is missing")
