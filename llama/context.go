@@ -55,6 +55,10 @@ type Context struct {
 	// abortFlag is C memory polled by llama.cpp's abort callback.
 	abortFlag *C.int
 	hook      EvalHook
+	// pool is the CPU threadpool the context computes with: created once,
+	// so a decode neither starts threads nor waits for them to start.
+	pool     *C.struct_ggml_threadpool
+	poolSize int
 }
 
 // ErrNoKVSlot means the KV memory is full: the batch does not fit the context.
@@ -120,8 +124,16 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 		}
 		return nil, fmt.Errorf("new context (n_ctx=%d): %s", nCtx, msg)
 	}
+	poolSize := max(threads, tb)
+	pool := C.matsteer_threadpool_new(C.int(poolSize))
+	if pool == nil {
+		C.llama_free(c)
+		C.free(unsafe.Pointer(flag))
+		return nil, fmt.Errorf("new context: cannot start a pool of %d CPU threads", poolSize)
+	}
+	C.llama_attach_threadpool(c, pool, nil)
 	return &Context{
-		c: c, model: m, abortFlag: flag, hook: p.Hook,
+		c: c, model: m, abortFlag: flag, hook: p.Hook, pool: pool, poolSize: poolSize,
 		nCtx:   int(C.llama_n_ctx(c)),
 		nBatch: int(C.llama_n_batch(c)),
 		nSeq:   int(C.llama_n_seq_max(c)),
@@ -134,8 +146,10 @@ func (c *Context) Close() {
 		return
 	}
 	C.llama_free(c.c)
+	C.ggml_threadpool_free(c.pool)
 	C.free(unsafe.Pointer(c.abortFlag))
 	c.c = nil
+	c.pool = nil
 	c.abortFlag = nil
 }
 
@@ -154,8 +168,11 @@ func (c *Context) NUBatch() int { return int(C.llama_n_ubatch(c.c)) }
 // NSeqMax is the number of sequences the context holds.
 func (c *Context) NSeqMax() int { return c.nSeq }
 
-// SetThreads changes the thread counts for generation and batches.
+// SetThreads changes the thread counts for generation and batches, each
+// between 1 and the context's pool size (max(Threads, ThreadsBatch) at
+// creation); values outside are clamped.
 func (c *Context) SetThreads(gen, batch int) {
+	gen, batch = min(max(gen, 1), c.poolSize), min(max(batch, 1), c.poolSize)
 	C.llama_set_n_threads(c.c, C.int32_t(gen), C.int32_t(batch))
 }
 

@@ -36,3 +36,8 @@ void matsteer_batch_set(struct llama_batch * b, int i, llama_token tok, llama_po
 bool matsteer_abort_cb(void * data) {
     return data != NULL && __atomic_load_n((int *) data, __ATOMIC_RELAXED) != 0;
 }
+
+struct ggml_threadpool * matsteer_threadpool_new(int n_threads) {
+    struct ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
+    return ggml_threadpool_new(&p);
+}

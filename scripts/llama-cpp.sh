@@ -3,7 +3,10 @@
 # libraries, caching both outside the clone.
 #
 #   scripts/llama-cpp.sh source   print the source directory (fetch if needed)
-#   scripts/llama-cpp.sh build    build and print the build directory
+#   scripts/llama-cpp.sh build [TARGET...]
+#                                 build and print the build directory; extra
+#                                 CMake targets (e.g. llama-server, for
+#                                 `make bench`) are built on demand
 #
 # Environment:
 #   MATSTEER_CACHE  cache root (default ~/.cache/matsteer)
@@ -68,9 +71,13 @@ source_id() {
 
 cmake_flags() {
   local f=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_OPENSSL=OFF
-    -DLLAMA_CURL=OFF -DGGML_OPENMP=ON)
+    -DLLAMA_CURL=OFF -DGGML_OPENMP=OFF)
+  # GGML_OPENMP=OFF: ggml's own threadpool, which the binding keeps alive per
+  # context (llama_attach_threadpool), as llama-bench does. With OpenMP, the
+  # Go runtime's threads and libgomp's spinning workers fought over the cores
+  # (BENCHMARKS.md, "Single stream").
   if [ "$CUDA" = "1" ]; then f+=(-DGGML_CUDA=ON); fi
   printf '%s\n' "${f[@]}"
 }
@@ -81,7 +88,7 @@ build() {
   local flags; flags=$(cmake_flags)
   local key; key="$(source_id "$src")-$(printf '%s' "$flags" | sha256sum | cut -c1-12)"
   local out="$CACHE/build/$key"
-  if [ -f "$out/.matsteer-complete" ]; then echo "$out"; return; fi
+  if [ -f "$out/.matsteer-complete" ]; then build_extra "$out" "$@"; echo "$out"; return; fi
   mkdir -p "$out"
   log "building llama.cpp into $out (a few minutes on 2 cores; cached afterwards)"
   # shellcheck disable=SC2086
@@ -91,11 +98,24 @@ build() {
     || { tail -30 "$out/build.log" >&2; die "llama.cpp build failed (log: $out/build.log)"; }
   echo "$src" >"$out/.matsteer-source"
   touch "$out/.matsteer-complete"
+  build_extra "$out" "$@"
   echo "$out"
+}
+
+# build_extra DIR TARGET...: builds the targets whose binary is missing.
+build_extra() {
+  local out="$1"; shift
+  local t
+  for t in "$@"; do
+    [ -x "$out/bin/$t" ] && continue
+    log "building $t (once; cached afterwards)"
+    cmake --build "$out" -j "$JOBS" --target "$t" >>"$out/build.log" 2>&1 \
+      || { tail -30 "$out/build.log" >&2; die "building $t failed (log: $out/build.log)"; }
+  done
 }
 
 case "${1:-}" in
   source) fetch_source ;;
-  build) build ;;
+  build) shift; build "$@" ;;
   *) echo "usage: $0 source|build" >&2; exit 2 ;;
 esac
