@@ -107,3 +107,39 @@ func TestContinuationLogProbSmolLM2(t *testing.T) {
 	}
 	t.Logf("log p(continuation) = %.4f over %d tokens", got.Sum, len(cont))
 }
+
+// IgnoreEOG keeps generating past the point where greedy decoding ends.
+func TestIgnoreEOGRunsToTheLimit(t *testing.T) {
+	m := loadDefault(t)
+	if len(m.EOGTokens()) == 0 {
+		t.Fatal("the default model lists no end-of-generation token")
+	}
+	toks, err := m.Tokenize("<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n", true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, err := llama.NewContext(m, llama.ContextParams{NCtx: 256, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.Close()
+	run := func(ignore bool) llama.GenerateStats {
+		st, err := ctx.Generate(context.Background(), toks, llama.GenerateOptions{MaxTokens: 120, Sampler: llama.SamplerParams{IgnoreEOG: ignore}},
+			func(tok llama.Token, _ string) error {
+				if m.IsEOG(tok) {
+					t.Errorf("end-of-generation token %d passed on", tok)
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := run(false); st.StopReason != "eog" {
+		t.Fatalf("greedy reply did not end by itself (%s after %d tokens); the test needs a prompt that does", st.StopReason, st.GeneratedTokens)
+	}
+	if st := run(true); st.StopReason != "max_tokens" || st.GeneratedTokens != 120 {
+		t.Fatalf("IgnoreEOG: %s after %d tokens, want max_tokens after 120", st.StopReason, st.GeneratedTokens)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"unsafe"
 )
 
@@ -31,6 +32,9 @@ type Model struct {
 	c     *C.struct_llama_model
 	vocab *C.struct_llama_vocab
 	path  string
+
+	eogOnce sync.Once
+	eog     []Token
 }
 
 // ErrNotGGUF is returned (wrapped) for files that are not GGUF models.
@@ -204,6 +208,18 @@ func (m *Model) Special() SpecialTokens {
 
 // IsEOG reports whether tok ends generation (EOS, EOT, ...).
 func (m *Model) IsEOG(tok Token) bool { return bool(C.llama_vocab_is_eog(m.vocab, C.llama_token(tok))) }
+
+// EOGTokens lists every token that ends generation (found once per model).
+func (m *Model) EOGTokens() []Token {
+	m.eogOnce.Do(func() {
+		for t := 0; t < m.NVocab(); t++ {
+			if m.IsEOG(Token(t)) {
+				m.eog = append(m.eog, Token(t))
+			}
+		}
+	})
+	return m.eog
+}
 
 // Tokenize converts text to tokens. addSpecial adds BOS/EOS as the model
 // wants; parseSpecial lets special-token text (e.g. "<|im_start|>") map to

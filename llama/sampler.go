@@ -1,6 +1,7 @@
 package llama
 
 /*
+#include <stdlib.h>
 #include "llama.h"
 */
 import "C"
@@ -8,6 +9,7 @@ import "C"
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // SamplerParams configure token sampling. The zero value is greedy decoding.
@@ -19,6 +21,9 @@ type SamplerParams struct {
 	RepeatPenalty float64 // 0 or 1: off
 	RepeatLastN   int     // tokens considered by the repetition penalty (0: 64)
 	Seed          uint32  // random seed for non-greedy sampling
+	// IgnoreEOG never samples an end-of-generation token (generation then
+	// runs to its token limit, as benchmarks want).
+	IgnoreEOG bool
 }
 
 // Validate reports out-of-range parameters.
@@ -54,6 +59,15 @@ func NewSampler(m *Model, p SamplerParams) (*Sampler, error) {
 	sp := C.llama_sampler_chain_default_params()
 	sp.no_perf = true
 	chain := C.llama_sampler_chain_init(sp)
+	if eog := m.EOGTokens(); p.IgnoreEOG && len(eog) > 0 {
+		bias := (*C.llama_logit_bias)(C.malloc(C.size_t(len(eog)) * C.size_t(unsafe.Sizeof(C.llama_logit_bias{}))))
+		bs := unsafe.Slice(bias, len(eog))
+		for i, t := range eog {
+			bs[i] = C.llama_logit_bias{token: C.llama_token(t), bias: C.float(math.Inf(-1))}
+		}
+		C.llama_sampler_chain_add(chain, C.llama_sampler_init_logit_bias(C.int32_t(m.NVocab()), C.int32_t(len(eog)), bias))
+		C.free(unsafe.Pointer(bias))
+	}
 	if p.RepeatPenalty > 0 && p.RepeatPenalty != 1 {
 		lastN := p.RepeatLastN
 		if lastN == 0 {
