@@ -16,10 +16,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/engine"
 	"github.com/matsteer/matsteer/extract"
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
@@ -31,6 +33,7 @@ import (
 type config struct {
 	model      string
 	threads    int
+	threadList []int
 	reps       int
 	nPrompt    int
 	nGen       int
@@ -43,6 +46,7 @@ func main() {
 	var cfg config
 	flag.StringVar(&cfg.model, "model", "", "GGUF model (default: the cached default model)")
 	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
+	threadList := flag.String("binding-threads", "1,2", "comma-separated thread counts for the binding comparison")
 	flag.IntVar(&cfg.reps, "reps", 5, "repetitions per measurement (median reported)")
 	flag.IntVar(&cfg.nPrompt, "p", 512, "prompt tokens")
 	flag.IntVar(&cfg.nGen, "n", 128, "generated tokens")
@@ -50,6 +54,18 @@ func main() {
 	flag.StringVar(&cfg.llamaBench, "llama-bench", "third_party/build/bin/llama-bench", "llama.cpp's llama-bench binary")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated groups to run: binding,hooks,extract,steer (default all)")
 	flag.Parse()
+	for _, f := range strings.Split(*threadList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 1024 {
+			fmt.Fprintf(os.Stderr, "matsteer-bench: -binding-threads: %q is not a thread count in [1, 1024]\n", f)
+			os.Exit(2)
+		}
+		cfg.threadList = append(cfg.threadList, n)
+	}
+	if cfg.threads < 1 || cfg.reps < 1 || cfg.nPrompt < 1 || cfg.nGen < 1 || cfg.layer < 0 {
+		fmt.Fprintln(os.Stderr, "matsteer-bench: -threads, -reps, -p and -n must be at least 1, -layer at least 0")
+		os.Exit(2)
+	}
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "matsteer-bench:", err)
 		os.Exit(1)
@@ -211,41 +227,142 @@ type llamaBenchResult struct {
 	Samples []float64 `json:"samples_ts"`
 }
 
-func (b *bench) bindingVsLlamaBench() error {
-	ctx, err := b.newContext(nil)
+// llamaBench runs llama.cpp's llama-bench once (one repetition) and returns
+// its pp and tg speeds (tok/s).
+func (b *bench) llamaBench(threads int) (pp, tg float64, err error) {
+	out, err := exec.Command(b.cfg.llamaBench, "-m", b.cfg.model, "-p", fmt.Sprint(b.cfg.nPrompt), "-n", fmt.Sprint(b.cfg.nGen),
+		"-t", fmt.Sprint(threads), "-r", "1", "-o", "json").Output()
 	if err != nil {
-		return err
+		return 0, 0, fmt.Errorf("llama-bench (%s): %w; build it with `make build`", b.cfg.llamaBench, err)
 	}
-	defer ctx.Close()
-	// Alternate: our pp/tg, then llama-bench's, several rounds.
-	var ppOurs, tgOurs, ppRef, tgRef []float64
-	for r := 0; r < b.cfg.reps; r++ {
-		o, err := interleaved(1, func() (float64, error) { return b.pp(ctx) }, func() (float64, error) { return b.tg(ctx) })
+	var res []llamaBenchResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return 0, 0, fmt.Errorf("llama-bench output: %w", err)
+	}
+	for _, x := range res {
+		if x.NPrompt > 0 && x.NGen == 0 {
+			pp = x.AvgTS
+		}
+		if x.NGen > 0 && x.NPrompt == 0 {
+			tg = x.AvgTS
+		}
+	}
+	return pp, tg, nil
+}
+
+// generate measures a whole generation through the engine (what `matsteer
+// generate` and the server do): a one-token prompt, then nGen greedy tokens,
+// sampling included, end-of-generation ignored.
+func (b *bench) generate(e *engine.Engine) (float64, error) {
+	start := time.Now()
+	res, err := e.Generate(context.Background(), engine.Request{Prompt: b.toks[:1], MaxTokens: b.cfg.nGen,
+		Sampler: llama.SamplerParams{IgnoreEOG: true}}, func(llama.Token, string) error { return nil })
+	if err != nil {
+		return 0, err
+	}
+	if res.GeneratedTokens != b.cfg.nGen {
+		return 0, fmt.Errorf("generated %d tokens, want %d", res.GeneratedTokens, b.cfg.nGen)
+	}
+	return float64(b.cfg.nGen) / time.Since(start).Seconds(), nil
+}
+
+// busyEmbedder starts goroutines that keep allocating, like a Go program
+// embedding matsteer while doing other work; stop ends them.
+func busyEmbedder(n int) (stop func()) {
+	done := make(chan struct{})
+	for i := 0; i < n; i++ {
+		go func() {
+			var keep [][]byte
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				keep = append(keep, make([]byte, 4096))
+				if len(keep) > 256 {
+					keep = keep[:0]
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
+		}()
+	}
+	return func() { close(done) }
+}
+
+// bindingVsLlamaBench compares, at each thread count and in interleaved
+// rounds, llama-bench's pp and tg with ours: the raw decode loop, a whole
+// generation through the engine, and the same with busy goroutines in the
+// process. Every round is printed (tok/s and ms/token).
+func (b *bench) bindingVsLlamaBench() error {
+	for _, threads := range b.cfg.threadList {
+		ctx, err := llama.NewContext(b.model, llama.ContextParams{NCtx: b.cfg.nPrompt + b.cfg.nGen, NBatch: 2048, NUBatch: 512, Threads: threads, NoPerf: true})
 		if err != nil {
 			return err
 		}
-		ppOurs, tgOurs = append(ppOurs, o[0]), append(tgOurs, o[1])
-		out, err := exec.Command(b.cfg.llamaBench, "-m", b.cfg.model, "-p", fmt.Sprint(b.cfg.nPrompt), "-n", fmt.Sprint(b.cfg.nGen),
-			"-t", fmt.Sprint(b.cfg.threads), "-r", "1", "-o", "json").Output()
+		eng, err := engine.New(engine.Config{Model: b.model, Parallel: 1, NCtx: b.cfg.nGen + 8, Threads: threads})
 		if err != nil {
-			return fmt.Errorf("llama-bench (%s): %w; build it with `make build`", b.cfg.llamaBench, err)
+			ctx.Close()
+			return err
 		}
-		var res []llamaBenchResult
-		if err := json.Unmarshal(out, &res); err != nil {
-			return fmt.Errorf("llama-bench output: %w", err)
+		names := []string{"llama-bench pp", "ours pp", "llama-bench tg", "ours tg (decode loop)", "ours generate (engine)", "ours generate, busy goroutines"}
+		res := make([][]float64, len(names))
+		fmt.Printf("binding vs llama-bench, %d thread(s), pp%d / tg%d, %d interleaved rounds:\n", threads, b.cfg.nPrompt, b.cfg.nGen, b.cfg.reps)
+		if _, err := b.generate(eng); err != nil { // warm-up
+			ctx.Close()
+			eng.Close()
+			return err
 		}
-		for _, x := range res {
-			if x.NPrompt > 0 && x.NGen == 0 {
-				ppRef = append(ppRef, x.AvgTS)
+		for r := 0; r < b.cfg.reps; r++ {
+			ppRef, tgRef, err := b.llamaBench(threads)
+			var vals []float64
+			if err == nil {
+				vals = append(vals, ppRef)
+				var v float64
+				for _, fn := range []func() (float64, error){
+					func() (float64, error) { return b.pp(ctx) },
+					func() (float64, error) { return tgRef, nil },
+					func() (float64, error) { return b.tg(ctx) },
+					func() (float64, error) { return b.generate(eng) },
+					func() (float64, error) {
+						stop := busyEmbedder(2)
+						defer stop()
+						return b.generate(eng)
+					},
+				} {
+					if v, err = fn(); err != nil {
+						break
+					}
+					vals = append(vals, v)
+				}
 			}
-			if x.NGen > 0 && x.NPrompt == 0 {
-				tgRef = append(tgRef, x.AvgTS)
+			if err != nil {
+				ctx.Close()
+				eng.Close()
+				return err
 			}
+			fmt.Printf("  round %d:", r+1)
+			for i, v := range vals {
+				res[i] = append(res[i], v)
+				fmt.Printf("  %s %.1f tok/s (%.2f ms/tok);", names[i], v, 1000/v)
+			}
+			fmt.Println()
+		}
+		ctx.Close()
+		eng.Close()
+		ppRef, tgRef := median(res[0]), median(res[2])
+		row("pp ours vs llama-bench (median)", median(res[1]), ppRef, "tok/s", 0.95)
+		for i := 3; i < len(names); i++ {
+			row(names[i]+" vs llama-bench tg", median(res[i]), tgRef, "tok/s", 0.95)
+		}
+		for i := 2; i < len(names); i++ {
+			fmt.Printf("  %-38s per round ratio to llama-bench tg:", names[i])
+			for r := range res[i] {
+				fmt.Printf(" %.3f", res[i][r]/res[2][r])
+			}
+			fmt.Println()
 		}
 	}
-	fmt.Println("binding vs llama-bench (same model, same threads):")
-	row(fmt.Sprintf("pp%d ours vs llama-bench", b.cfg.nPrompt), median(ppOurs), median(ppRef), "tok/s", 0.95)
-	row(fmt.Sprintf("tg%d ours vs llama-bench", b.cfg.nGen), median(tgOurs), median(tgRef), "tok/s", 0.95)
 	return nil
 }
 
