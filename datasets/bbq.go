@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // BBQPrompt returns the prompt for a BBQ context and question.
@@ -62,11 +65,11 @@ func LoadBBQ(dir string) ([]Item, error) {
 	}
 	var items []Item
 	for _, f := range files {
-		fh, err := os.Open(f)
+		fh, r, err := openData(f)
 		if err != nil {
 			return nil, fmt.Errorf("bbq: %w", err)
 		}
-		its, err := parseBBQ(fh, f)
+		its, err := parseBBQ(r, f)
 		fh.Close()
 		if err != nil {
 			return nil, err
@@ -85,11 +88,15 @@ func isDir(p string) bool {
 }
 
 // eachLine calls fn for every non-blank line of r with its 1-based number;
-// a UTF-8 BOM and trailing "\r" are removed.
+// a UTF-8 BOM and trailing "\r" are removed. A line longer than
+// MaxLineBytes is an error.
 func eachLine(r io.Reader, fn func(line []byte, n int) error) error {
 	br := bufio.NewReaderSize(r, 1<<16)
 	for n := 1; ; n++ {
-		line, err := br.ReadBytes('\n')
+		line, err := readLine(br)
+		if errors.Is(err, errLineTooLong) {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
 		if len(line) > 0 {
 			if n == 1 {
 				line = bytes.TrimPrefix(line, utf8BOM)
@@ -106,6 +113,25 @@ func eachLine(r io.Reader, fn func(line []byte, n int) error) error {
 		}
 		if err != nil {
 			return err
+		}
+	}
+}
+
+// errLineTooLong reports a line longer than MaxLineBytes.
+var errLineTooLong = fmt.Errorf("line longer than %s", safefile.FormatSize(MaxLineBytes))
+
+// readLine is bufio.Reader.ReadBytes('\n') that gives up after
+// MaxLineBytes.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line)+len(frag) > MaxLineBytes {
+			return nil, errLineTooLong
+		}
+		line = append(line, frag...)
+		if err != bufio.ErrBufferFull {
+			return line, err
 		}
 	}
 }
@@ -141,7 +167,7 @@ func bbqItem(line []byte, src string) (Item, error) {
 		return Item{}, err
 	}
 	if err := json.Unmarshal(line, &row); err != nil {
-		return Item{}, fmt.Errorf("invalid row: %v", err)
+		return Item{}, fmt.Errorf("invalid row: %s", clip(err.Error()))
 	}
 	if row.ExampleID == nil {
 		return Item{}, fmt.Errorf("field \"example_id\" is missing")
@@ -160,12 +186,12 @@ func bbqItem(line []byte, src string) (Item, error) {
 	switch row.ContextCondition {
 	case "ambig", "disambig":
 	default:
-		return Item{}, fmt.Errorf("context_condition %q is not ambig or disambig", row.ContextCondition)
+		return Item{}, fmt.Errorf("context_condition %s is not ambig or disambig", safefile.Quote(row.ContextCondition))
 	}
 	switch row.QuestionPolarity {
 	case "neg", "nonneg":
 	default:
-		return Item{}, fmt.Errorf("question_polarity %q is not neg or nonneg", row.QuestionPolarity)
+		return Item{}, fmt.Errorf("question_polarity %s is not neg or nonneg", safefile.Quote(row.QuestionPolarity))
 	}
 	qi := strings.Trim(string(bytes.TrimSpace(row.QuestionIndex)), `"`)
 	if qi == "" || qi == "null" {

@@ -125,6 +125,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // Task names.
@@ -465,9 +467,9 @@ func CheckExamples(ex []Example) error {
 		c := byAttr[a]
 		switch {
 		case c.pos == 0:
-			p.add("attribute %q has no positive examples (label 1), only %d negative (first at %s)", a, c.neg, c.first)
+			p.add("attribute %s has no positive examples (label 1), only %d negative (first at %s)", safefile.Quote(a), c.neg, c.first)
 		case c.neg == 0:
-			p.add("attribute %q has no negative examples (label 0), only %d positive (first at %s)", a, c.pos, c.first)
+			p.add("attribute %s has no negative examples (label 0), only %d positive (first at %s)", safefile.Quote(a), c.pos, c.first)
 		}
 	}
 	return p.err()

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // jsonlKeys are the keys a generic JSONL line may have.
@@ -19,14 +20,15 @@ var jsonlKeys = map[string]bool{"attribute": true, "label": true, "prompt": true
 // for the line format). It checks every line on its own; CheckExamples
 // checks the set (both classes per attribute). SampleID is
 // SampleID("{file base name}:{line}", 0), so examples from files with
-// different names never share one.
+// different names never share one. path must be a regular file of at most
+// MaxFileBytes.
 func LoadJSONL(path string) ([]Example, error) {
-	f, err := os.Open(path)
+	f, r, err := openData(path)
 	if err != nil {
 		return nil, fmt.Errorf("jsonl: %w", err)
 	}
 	defer f.Close()
-	return parseJSONL(f, path)
+	return parseJSONL(r, path)
 }
 
 // parseJSONL parses generic JSONL examples from r; name is used in sources
@@ -72,7 +74,7 @@ func jsonlExample(line []byte) (Example, error) {
 	var unknown []string
 	for _, f := range fs {
 		if !jsonlKeys[f.Key] {
-			unknown = append(unknown, fmt.Sprintf("%q", f.Key))
+			unknown = append(unknown, safefile.Quote(f.Key))
 		}
 	}
 	if len(unknown) > 0 {

@@ -9,7 +9,33 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
+
+// MaxFileBytes is the largest dataset file a loader reads. JSON files are
+// held in memory whole and every loaded example is kept, so the limit bounds
+// memory use; the public sets are far smaller (TruthfulQA's mc_task.json is
+// under 1 MB, a BBQ category file some 10 MB, the annotated ToxiGen file
+// some 2 MB), and 1 GiB leaves room for large sets of one's own.
+const MaxFileBytes = 1 << 30
+
+// MaxLineBytes is the longest line a line-based file (JSONL, BBQ, ToxiGen
+// prompt files) may have: a line is one example, so 16 MiB is far beyond any
+// real one, and a file without newlines is refused early instead of being
+// buffered whole.
+const MaxLineBytes = 16 << 20
+
+// openData opens a dataset file for streaming: a regular file of at most
+// MaxFileBytes, read through a reader that stops there even if the file
+// grows.
+func openData(path string) (*os.File, io.Reader, error) {
+	f, _, err := safefile.Open(path, MaxFileBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, safefile.LimitReader(f, MaxFileBytes, path), nil
+}
 
 var utf8BOM = []byte("\xef\xbb\xbf")
 
@@ -36,9 +62,10 @@ func (lc *lineCounter) line(data []byte, off int) int {
 	return sort.SearchInts(lc.newlines, off) + 1
 }
 
-// readFile reads a whole (small) dataset file, without a leading BOM.
+// readFile reads a whole dataset file (a regular file of at most
+// MaxFileBytes), without a leading BOM.
 func readFile(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +132,7 @@ func orderedObject(raw []byte) ([]field, error) {
 			return nil, fmt.Errorf("invalid JSON: expected an object key")
 		}
 		if seen[key] {
-			return nil, fmt.Errorf("key %q appears twice", key)
+			return nil, fmt.Errorf("key %s appears twice", safefile.Quote(key))
 		}
 		seen[key] = true
 		var v json.RawMessage

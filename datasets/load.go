@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -107,14 +108,17 @@ func detectDir(dir string) (string, error) {
 
 // firstLineKeys returns the keys of the first non-blank line of a JSONL file.
 func firstLineKeys(path string) (map[string]bool, error) {
-	f, err := os.Open(path)
+	f, r, err := openData(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	br := bufio.NewReader(f)
+	br := bufio.NewReader(r)
 	for n := 1; ; n++ {
-		line, err := br.ReadBytes('\n')
+		line, err := readLine(br)
+		if errors.Is(err, errLineTooLong) {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
 		line = bytes.TrimSpace(bytes.TrimPrefix(line, utf8BOM))
 		if len(line) > 0 {
 			fs, perr := orderedObject(line)
@@ -135,12 +139,12 @@ func firstLineKeys(path string) (map[string]bool, error) {
 
 // firstArrayKeys returns the keys of the first element of a JSON array file.
 func firstArrayKeys(path string) (map[string]bool, error) {
-	f, err := os.Open(path)
+	f, r, err := openData(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	br := bufio.NewReader(f)
+	br := bufio.NewReader(r)
 	if b, err := br.Peek(3); err == nil && bytes.Equal(b, utf8BOM) {
 		br.Discard(3)
 	}
@@ -150,7 +154,7 @@ func firstArrayKeys(path string) (map[string]bool, error) {
 	}
 	var first map[string]json.RawMessage
 	if err := dec.Decode(&first); err != nil {
-		return nil, fmt.Errorf("%s: first element is not a JSON object: %v", path, err)
+		return nil, fmt.Errorf("%s: first element is not a JSON object: %s", path, clip(err.Error()))
 	}
 	keys := map[string]bool{}
 	for k := range first {

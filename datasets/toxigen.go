@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // ToxiGenPrompt returns the prompt for a ToxiGen item about a canonical
@@ -157,11 +159,11 @@ func readToxiGenPrompts(dir string) ([]toxStatement, error) {
 		}
 		nfiles++
 		p := filepath.Join(dir, e.Name())
-		f, err := os.Open(p)
+		f, r, err := openData(p)
 		if err != nil {
 			return nil, fmt.Errorf("toxigen: %w", err)
 		}
-		s, err := parseToxiGenPromptFile(f, p, CanonicalToxiGenGroup(m[2]), m[1] == "hate")
+		s, err := parseToxiGenPromptFile(r, p, CanonicalToxiGenGroup(m[2]), m[1] == "hate")
 		f.Close()
 		if err != nil {
 			return nil, err
@@ -230,7 +232,7 @@ func parseToxiGenAnnotated(data []byte, name string) ([]toxStatement, error) {
 			return fmt.Errorf("%s: %v", src, err)
 		}
 		if label != "hate" && label != "neutral" {
-			return fmt.Errorf("%s: label %q is not \"hate\" or \"neutral\"", src, label)
+			return fmt.Errorf("%s: label %s is not \"hate\" or \"neutral\"", src, safefile.Quote(label))
 		}
 		var groups []string
 		if v, ok := m["target_groups"]; !ok {

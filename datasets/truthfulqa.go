@@ -107,7 +107,7 @@ func checkUniqueIDs(items []Item) error {
 	seen := make(map[string]string, len(items))
 	for _, it := range items {
 		if prev, ok := seen[it.ID]; ok {
-			return fmt.Errorf("%s: duplicate item %s (first at %s)", it.Source, it.ID, prev)
+			return fmt.Errorf("%s: duplicate item %s (first at %s)", it.Source, clip(it.ID), prev)
 		}
 		seen[it.ID] = it.Source
 	}
@@ -211,7 +211,7 @@ func parseTruthfulQACSV(r io.Reader, name string) ([]Item, error) {
 	}
 	for _, need := range []string{"Question", "Best Answer", "Correct Answers", "Incorrect Answers"} {
 		if _, ok := col[need]; !ok {
-			return nil, fmt.Errorf("truthfulqa: %s:1: column %q is missing (header %q)", name, need, header)
+			return nil, fmt.Errorf("truthfulqa: %s:1: column %q is missing (want a TruthfulQA.csv header)", name, need)
 		}
 	}
 	var items []Item
