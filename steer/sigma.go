@@ -103,7 +103,7 @@ func (s Sigma) validate() error {
 	}
 	for _, v := range append(slices.Clone(s.Values), s.MedianScales...) {
 		if !(v > 0) || math.IsInf(v, 0) || v > 1e12 {
-			return fmt.Errorf("sigma: %v is not a positive finite number", v)
+			return fmt.Errorf("sigma: %v is out of range: each bandwidth or median scale must be in (0, 1e12]", v)
 		}
 	}
 	if len(s.Values)+len(s.MedianScales) > 16 {

@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/matsteer/matsteer/eval"
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/steer"
 )
 
@@ -27,11 +27,11 @@ digits); use it as ` + "`--global`" + ` in matsteer generate or as FILE@ALPHA in
 			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Required: true, Usage: "steering `FILE` to calibrate (repeatable)"},
 			&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strengths NAME=X[,NAME=X...], held fixed while α varies"},
 			&cli.StringFlag{Name: "kl-text", Required: true, Usage: "neutral text file, one text per line"},
-			&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts (0: all)"},
-			&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut texts to N tokens"},
-			&cli.Float64Flag{Name: "max-kl", Value: 0.1, Usage: "KL budget, nats per position"},
-			&cli.Float64SliceFlag{Name: "grid", Usage: "ascending strengths tried first (default 0.125,0.25,...,8); the largest caps α"},
-			&cli.IntFlag{Name: "refine", Value: 4, Usage: "bisection steps after the grid"},
+			intIn(&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts (0: all)"}, 0, maxCount),
+			intIn(&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut texts to N tokens (at most --ctx)"}, 2, maxCtx),
+			floatIn(&cli.Float64Flag{Name: "max-kl", Value: 0.1, Usage: "KL budget, nats per position"}, leftOpen(0, 100)),
+			floatsIn(&cli.Float64SliceFlag{Name: "grid", Usage: "ascending strengths tried first (default 0.125,0.25,...,8); the largest caps α"}, leftOpen(0, steer.MaxStrength)),
+			intIn(&cli.IntFlag{Name: "refine", Value: 4, Usage: "bisection steps after the grid"}, 0, 64),
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the calibrations as JSON"},
 		),
 		Action: runCalibrate,
@@ -40,6 +40,12 @@ digits); use it as ` + "`--global`" + ` in matsteer generate or as FILE@ALPHA in
 
 func runCalibrate(c *cli.Context) error {
 	start := time.Now()
+	if err := checkKLMaxTokens(c); err != nil {
+		return err
+	}
+	if err := safefile.CheckOutputs(flagOutputs(c, "out"), append(flagInputs(c, "steer", "kl-text"), modelInput(c)...)); err != nil {
+		return err
+	}
 	texts, err := readTexts(c.String("kl-text"), c.Int("kl-limit"))
 	if err != nil {
 		return err
@@ -48,9 +54,6 @@ func runCalibrate(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--strength: %w", err)
 	}
-	if p := c.String("out"); p != "" && !isDirPath(filepath.Dir(p)) {
-		return fmt.Errorf("--out %s: directory %s does not exist", p, filepath.Dir(p))
-	}
 	refine := c.Int("refine")
 	if refine == 0 {
 		refine = -1 // the flag's 0 means none; the option's 0 means the default
@@ -58,9 +61,6 @@ func runCalibrate(c *cli.Context) error {
 	opts := eval.CalibrateOptions{
 		MaxKL: c.Float64("max-kl"), Grid: c.Float64Slice("grid"), Refine: refine,
 		Retention: eval.RetentionOptions{MaxTokens: c.Int("kl-max-tokens")},
-	}
-	if !(opts.MaxKL > 0) {
-		return fmt.Errorf("--max-kl %g: want a positive number of nats", opts.MaxKL)
 	}
 	paths := c.StringSlice("steer")
 	files := make([]*steer.File, len(paths))

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/eval"
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
 )
@@ -53,21 +55,21 @@ The texts are the evaluated items' examples (prompt + each choice), or --gate-da
 			&cli.StringFlag{Name: "task", Required: true, Usage: "truthfulqa|bbq|toxigen|neutral"},
 			&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Usage: "dataset file or directory (or a root holding <task>/)"},
 			&cli.StringFlag{Name: "split", Value: datasets.PartTest, Usage: "part of the data: train|dev|test|all"},
-			&cli.Uint64Flag{Name: "split-seed", Value: datasets.DefaultSeed, Usage: "split seed"},
-			&cli.IntFlag{Name: "limit", Usage: "evaluate the first N items of the split (0: all)"},
+			&cli.Uint64Flag{Name: "split-seed", Value: datasets.DefaultSeed, Usage: "split seed (any 64-bit number)"},
+			intIn(&cli.IntFlag{Name: "limit", Usage: "evaluate the first N items of the split (0: all)"}, 0, maxCount),
 			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Usage: "steering `FILE` to evaluate, or FILE@ALPHA to evaluate it at its own global strength (repeatable; \"none\" is always included)"},
 			&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strengths NAME=X[,NAME=X...], applied to every file with that attribute"},
-			&cli.Float64SliceFlag{Name: "alpha", Value: cli.NewFloat64Slice(1), Usage: "global strength α; several values evaluate each file at each"},
+			floatsIn(&cli.Float64SliceFlag{Name: "alpha", Value: cli.NewFloat64Slice(1), Usage: "global strength α; several values evaluate each file at each"}, closed(0, steer.MaxStrength)),
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the results as JSON"},
 			&cli.BoolFlag{Name: "per-item", Usage: "include every item's choice scores in --out"},
 			&cli.StringFlag{Name: "plot", Usage: "write a bar chart of the metrics (.png, .svg or .pdf)"},
 			&cli.StringFlag{Name: "kl-text", Usage: "neutral text file (one text per line) for KL divergence and perplexity"},
-			&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts of --kl-text (0: all)"},
-			&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut --kl-text texts to N tokens"},
+			intIn(&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts of --kl-text (0: all)"}, 0, maxCount),
+			intIn(&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut --kl-text texts to N tokens (at most --ctx)"}, 2, maxCtx),
 			&cli.BoolFlag{Name: "gates", Usage: "report gate statistics on labelled positive/negative texts"},
 			&cli.StringFlag{Name: "gate-data", Usage: "labelled texts for --gates (any format matsteer extract reads; default: the evaluated items)"},
-			&cli.IntFlag{Name: "gate-limit", Value: 200, Usage: "use the first N texts for --gates (0: all)"},
-			&cli.Float64Flag{Name: "gate-threshold", Value: eval.DefaultGateThreshold, Usage: "a token counts as intervened when its gate exceeds this"},
+			intIn(&cli.IntFlag{Name: "gate-limit", Value: 200, Usage: "use the first N texts for --gates (0: all)"}, 0, maxCount),
+			floatIn(&cli.Float64Flag{Name: "gate-threshold", Value: eval.DefaultGateThreshold, Usage: "a token counts as intervened when its gate exceeds this"}, closed(0, 1)),
 		),
 		Action: runEval,
 	}
@@ -222,6 +224,18 @@ func runEval(c *cli.Context) error {
 	if task == taskNeutral && c.Bool("gates") && c.String("gate-data") == "" {
 		return errors.New("--gates with --task neutral needs --gate-data PATH")
 	}
+	if c.IsSet("plot") {
+		if err := checkPlotPath("--plot", c.String("plot")); err != nil {
+			return err
+		}
+	}
+	if err := checkKLMaxTokens(c); err != nil {
+		return err
+	}
+	if err := safefile.CheckOutputs(flagOutputs(c, "out", "plot"),
+		append(flagInputs(c, "data", "steer", "kl-text", "gate-data"), modelInput(c)...)); err != nil {
+		return err
+	}
 	split, seed := c.String("split"), c.Uint64("split-seed")
 	rep := &eval.Report{Task: task, Split: split, SplitSeed: seed, Limit: c.Int("limit"), Created: start.UTC()}
 
@@ -276,15 +290,6 @@ func runEval(c *cli.Context) error {
 			return fmt.Errorf("--gates: no examples in %s (--split %s)", gateSource, split)
 		}
 	}
-	for _, p := range []string{c.String("out"), c.String("plot")} {
-		if p == "" {
-			continue
-		}
-		if dir := filepath.Dir(p); !isDirPath(dir) {
-			return fmt.Errorf("%s: directory %s does not exist", p, dir)
-		}
-	}
-
 	m, err := loadModel(c)
 	if err != nil {
 		return err
@@ -340,7 +345,11 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	if p := c.String("plot"); p != "" {
-		if err := rep.SavePlot(p); err != nil {
+		pl, err := rep.Plot()
+		if err != nil {
+			return err
+		}
+		if err := writePlot(pl, p); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "wrote %s\n", p)
@@ -356,7 +365,11 @@ func finishReport(c *cli.Context, rep *eval.Report, start time.Time) error {
 		return err
 	}
 	if p := c.String("out"); p != "" {
-		if err := rep.WriteJSON(p); err != nil {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode report: %w", err)
+		}
+		if err := safefile.WriteFile(p, append(data, '\n')); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.App.ErrWriter, "wrote %s\n", p)
@@ -367,4 +380,13 @@ func finishReport(c *cli.Context, rep *eval.Report, start time.Time) error {
 // runnerContext records the runner's context settings for a report.
 func runnerContext(c *cli.Context, r *eval.Runner) eval.ContextCfg {
 	return eval.ContextCfg{NCtx: r.Context().NCtx(), NBatch: r.Context().NBatch(), Threads: c.Int("threads")}
+}
+
+// checkKLMaxTokens refuses a --kl-max-tokens longer than the context
+// (which would otherwise be cut to it silently).
+func checkKLMaxTokens(c *cli.Context) error {
+	if n, ctx := c.Int("kl-max-tokens"), c.Int("ctx"); c.IsSet("kl-max-tokens") && n > ctx {
+		return fmt.Errorf("--kl-max-tokens %d is longer than --ctx %d; raise --ctx or lower --kl-max-tokens", n, ctx)
+	}
+	return nil
 }

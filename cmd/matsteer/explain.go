@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steering"
 )
@@ -72,18 +73,15 @@ func (tg *tokenGates) records(m *llama.Model, toks []llama.Token) []auditRecord 
 }
 
 func writeAudit(path string, recs []auditRecord) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("--audit: %w", err)
-	}
-	enc := json.NewEncoder(f)
-	for _, r := range recs {
-		if err := enc.Encode(r); err != nil {
-			f.Close()
-			return fmt.Errorf("--audit %s: %w", path, err)
+	return safefile.Write(path, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		for _, r := range recs {
+			if err := enc.Encode(r); err != nil {
+				return fmt.Errorf("--audit %s: %w", path, err)
+			}
 		}
-	}
-	return f.Close()
+		return nil
+	})
 }
 
 // printExplain writes one line per token with each attribute's gate as a

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/matsteer/matsteer/gguf"
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/steer"
 )
 
@@ -31,7 +32,7 @@ Examples:
    matsteer export-cvec --strength toxigen=2 --global 0.5 meandiff.gguf out.gguf
    matsteer export-cvec --force-ungated --ignore-norm-preserve steer.gguf ungated.gguf`,
 		Flags: []cli.Flag{
-			&cli.Float64Flag{Name: "global", Value: 1, Usage: "global strength (alpha)"},
+			floatIn(&cli.Float64Flag{Name: "global", Value: 1, Usage: "global strength (alpha)"}, closed(0, steer.MaxStrength)),
 			&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strength name=value (repeatable or comma-separated)"},
 			&cli.BoolFlag{Name: "force-ungated", Usage: "export gated attributes as if every gate were 1"},
 			&cli.BoolFlag{Name: "ignore-norm-preserve", Usage: "export a norm-preserving file as a plain additive vector"},
@@ -45,6 +46,9 @@ func runExportCvec(c *cli.Context) error {
 		return fmt.Errorf("export-cvec takes IN and OUT (got %d arguments)", c.NArg())
 	}
 	in, out := c.Args().Get(0), c.Args().Get(1)
+	if err := safefile.CheckOutputs([]safefile.Output{{Flag: "OUT", Path: out}}, []safefile.Input{{Flag: "IN", Path: in}}); err != nil {
+		return err
+	}
 	f, err := steer.ReadFile(in)
 	if err != nil {
 		return err
@@ -85,7 +89,7 @@ Examples:
    matsteer import-cvec --name honesty --name calm --layer 14 a.gguf b.gguf steer.gguf`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "name", Usage: "attribute name for each input, in order (default: file name)"},
-			&cli.IntFlag{Name: "layer", Usage: "take direction.N for this layer (default: the only non-zero one)"},
+			intIn(&cli.IntFlag{Name: "layer", Usage: "take direction.N for this layer (default: the only non-zero one)"}, 0, maxLayers),
 		},
 		Action: runImportCvec,
 	}
@@ -97,6 +101,13 @@ func runImportCvec(c *cli.Context) error {
 	}
 	args := c.Args().Slice()
 	ins, out := args[:len(args)-1], args[len(args)-1]
+	inputs := make([]safefile.Input, len(ins))
+	for i, in := range ins {
+		inputs[i] = safefile.Input{Flag: "IN", Path: in}
+	}
+	if err := safefile.CheckOutputs([]safefile.Output{{Flag: "OUT", Path: out}}, inputs); err != nil {
+		return err
+	}
 	names := c.StringSlice("name")
 	if len(names) > 0 && len(names) != len(ins) {
 		return fmt.Errorf("%d --name values for %d inputs", len(names), len(ins))

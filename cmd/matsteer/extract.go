@@ -12,6 +12,7 @@ import (
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/extract"
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/llama"
 )
 
@@ -31,16 +32,16 @@ Several --data flags may be given; their examples are extracted into one file.`,
 		Flags: append(modelFlags(),
 			&cli.StringSliceFlag{Name: "data", Required: true, Usage: "dataset file or directory (repeatable)"},
 			&cli.StringFlag{Name: "format", Value: "auto", Usage: "auto|jsonl|truthfulqa|bbq|toxigen"},
-			&cli.IntFlag{Name: "layer", Aliases: []string{"l"}, Required: true, Usage: "block index (0-based)"},
-			&cli.StringFlag{Name: "site", Value: "l_out", Usage: "tensor site (sites per layer: matsteer model info)"},
+			intIn(&cli.IntFlag{Name: "layer", Aliases: []string{"l"}, Required: true, Usage: "block index (0-based; the model's layers: matsteer model info)"}, 0, maxLayers),
+			&cli.StringFlag{Name: "site", Value: "l_out", Usage: "tensor site, one n_embd wide (sites per layer: matsteer model info)"},
 			&cli.StringFlag{Name: "tokens", Value: extract.TokensAll, Usage: "rows to keep per text: all|last|response"},
 			&cli.StringFlag{Name: "split", Value: "all", Usage: "part of each dataset to use: train|dev|test|all (seeded split by question, see datasets docs)"},
-			&cli.Uint64Flag{Name: "split-seed", Value: datasets.DefaultSeed, Usage: "split seed"},
-			&cli.IntFlag{Name: "limit", Usage: "use at most N examples per dataset (0: all)"},
-			&cli.IntFlag{Name: "max-tokens", Usage: "longest text in tokens; longer ones are cut from the left with a warning (0: --batch)"},
+			&cli.Uint64Flag{Name: "split-seed", Value: datasets.DefaultSeed, Usage: "split seed (any 64-bit number)"},
+			intIn(&cli.IntFlag{Name: "limit", Usage: "use at most N examples per dataset (0: all)"}, 0, maxCount),
+			intIn(&cli.IntFlag{Name: "max-tokens", Usage: "longest text in tokens, at most --batch; longer ones are cut from the left with a warning (0: --batch)"}, 0, maxBatch),
 			&cli.BoolFlag{Name: "no-truncate", Usage: "fail on texts longer than --max-tokens instead of cutting them"},
-			&cli.IntFlag{Name: "batch", Value: 512, Usage: "tokens per decode (texts are packed into batches)"},
-			&cli.IntFlag{Name: "seqs", Value: 16, Usage: "texts per batch at most"},
+			intIn(&cli.IntFlag{Name: "batch", Value: 512, Usage: "tokens per decode (texts are packed into batches; --ctx must hold one batch)"}, 1, maxBatch),
+			intIn(&cli.IntFlag{Name: "seqs", Value: 16, Usage: "texts per batch at most (a batch of --batch tokens holds at most --batch texts)"}, 1, maxSeqs),
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output activation file (.safetensors)"},
 		),
 		Action: runExtract,
@@ -64,18 +65,30 @@ func loadExamples(c *cli.Context) ([]datasets.Example, error) {
 }
 
 func runExtract(c *cli.Context) error {
+	out, batch := c.String("out"), c.Int("batch")
+	if n := c.Int("max-tokens"); n > batch {
+		return fmt.Errorf("--max-tokens %d is larger than --batch %d: a text must fit one batch; raise --batch or lower --max-tokens", n, batch)
+	}
+	ctxGiven := c.IsSet("ctx")
+	if n := c.Int("ctx"); ctxGiven && n < batch {
+		return fmt.Errorf("--ctx %d is smaller than --batch %d: the context must hold one batch; raise --ctx or lower --batch", n, batch)
+	}
+	inputs := []safefile.Input{}
+	for _, d := range c.StringSlice("data") {
+		inputs = append(inputs, safefile.Input{Flag: "--data", Path: d})
+	}
+	if path, err := modelPath(c); err == nil {
+		inputs = append(inputs, safefile.Input{Flag: "--model", Path: path})
+	}
+	if err := safefile.CheckOutputs([]safefile.Output{{Flag: "--out", Path: out}}, inputs); err != nil {
+		return err
+	}
 	examples, err := loadExamples(c)
 	if err != nil {
 		return err
 	}
 	if len(examples) == 0 {
 		return fmt.Errorf("no examples in %s (after --split %s)", strings.Join(c.StringSlice("data"), ", "), c.String("split"))
-	}
-	out := c.String("out")
-	if dir := filepath.Dir(out); dir != "" {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return fmt.Errorf("--out %s: directory %s does not exist", out, dir)
-		}
 	}
 	m, err := loadModel(c)
 	if err != nil {
@@ -90,11 +103,18 @@ func runExtract(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := extract.CheckWidth(m, cat, point); err != nil {
+		return err
+	}
 	h := hooks.New(cat)
 	defer h.Close()
 	p := contextParams(c)
-	p.NBatch, p.NUBatch, p.NSeqMax, p.Hook = c.Int("batch"), c.Int("batch"), c.Int("seqs"), h
-	p.NCtx = max(p.NCtx, c.Int("batch"))
+	// A batch of n tokens holds at most n texts: more sequences than
+	// tokens per batch can never be used (and llama.cpp refuses them).
+	p.NBatch, p.NUBatch, p.NSeqMax, p.Hook = batch, batch, min(c.Int("seqs"), batch), h
+	if !ctxGiven {
+		p.NCtx = max(p.NCtx, (batch+ctxStep-1)/ctxStep*ctxStep)
+	}
 	lctx, err := llama.NewContext(m, p)
 	if err != nil {
 		return err

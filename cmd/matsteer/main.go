@@ -12,12 +12,15 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newApp().RunContext(ctx, os.Args); err != nil {
+		safefile.RemoveTemps() // every writer aborts on error; this is a last resort
 		if errors.Is(err, context.Canceled) {
 			fmt.Fprintln(os.Stderr, "matsteer: interrupted")
 			os.Exit(130)
@@ -41,7 +44,7 @@ Typical workflow:
    matsteer generate --prompt "..." --steer steer.gguf --explain`,
 		HideHelpCommand: true,
 		Commands: []*cli.Command{
-			generateCommand(),
+			generate(),
 			serveCommand(),
 			modelCommand(),
 			extractCommand(),
@@ -53,4 +56,12 @@ Typical workflow:
 			calibrateCommand(),
 		},
 	}
+}
+
+// generate is generateCommand with its flags' ranges and an up-front check
+// of its output file.
+func generate() *cli.Command {
+	cmd := withRanges(generateCommand(), generateRanges)
+	cmd.Before = checkGenerateOutputs
+	return cmd
 }

@@ -46,7 +46,7 @@ func TestGenerateErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"generate", "--model", filepath.Join(t.TempDir(), "none.gguf"), "--prompt", "x"}, "no such file"},
-		{[]string{"generate", "--model", model, "--prompt", "x", "--temp", "-1"}, "temperature"},
+		{[]string{"generate", "--model", model, "--prompt", "x", "--temp", "-1"}, "--temp -1: out of range, want a number in [0, 100]"},
 		{[]string{"generate", "--model", model, "--prompt", strings.Repeat("the cat ", 400), "--ctx", "256"}, "longer than the context"},
 		{[]string{"generate", "--model", model, "--prompt", "x", "--explain"}, "need --steer"},
 		{[]string{"generate", "--model", model, "--prompt", "x", "--steer", filepath.Join(t.TempDir(), "none.gguf")}, "no such file"},

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/matsteer/matsteer/extract"
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/models"
@@ -109,11 +111,39 @@ func runModelInfo(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var sites []string
+	widths, err := extract.SiteWidths(m, cat)
+	if err != nil {
+		return err
+	}
+	// Only n_embd-wide sites can be extracted and steered; the others are
+	// listed apart, with their widths.
+	var sites, other []string
 	for _, s := range cat.Sites() {
-		l := cat.Layers(s)
-		sites = append(sites, fmt.Sprintf("%s[%d..%d]", s, l[0], l[len(l)-1]))
+		desc := fmt.Sprintf("%s[%s]", s, layerRange(cat.Layers(s)))
+		switch wd := widths[s]; {
+		case wd == m.NEmbd():
+			sites = append(sites, desc)
+		case wd == 0:
+			other = append(other, desc+" (not row-shaped)")
+		default:
+			other = append(other, fmt.Sprintf("%s (%d wide)", desc, wd))
+		}
 	}
 	fmt.Fprintf(w, "hook sites\t%s\n", strings.Join(sites, " "))
+	if len(other) > 0 {
+		fmt.Fprintf(w, "other tensors\t%s (not n_embd wide: cannot be extracted or steered)\n", strings.Join(other, " "))
+	}
 	return w.Flush()
+}
+
+// layerRange formats a sorted layer list: "0..29" when contiguous.
+func layerRange(l []int) string {
+	if len(l) > 0 && l[len(l)-1]-l[0] == len(l)-1 {
+		return fmt.Sprintf("%d..%d", l[0], l[len(l)-1])
+	}
+	parts := make([]string, len(l))
+	for i, v := range l {
+		parts[i] = strconv.Itoa(v)
+	}
+	return strings.Join(parts, ",")
 }

@@ -159,7 +159,7 @@ func TestServeCLIErrors(t *testing.T) {
 		{[]string{"--model", model, "--addr", "256.0.0.1:99999"}, "--addr"},
 	}
 	for _, c := range cases {
-		_, _, err := runCLI(t, append([]string{"serve", "-t", "1", "--ctx", "128"}, c.args...)...)
+		_, _, err := runCLI(t, append([]string{"serve", "-t", "1", "--ctx", "256"}, c.args...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want it to mention %q", c.args, err, c.want)
 		}

@@ -18,7 +18,7 @@ func steerFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "steer", Usage: "steering `FILE` from matsteer train (repeatable; one per site and layer)"},
 		&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strength, NAME=X[,NAME=X...] (default 1; 0 switches an attribute off)"},
-		&cli.Float64Flag{Name: "global", Value: 1, Usage: "global strength α multiplying every attribute"},
+		floatIn(&cli.Float64Flag{Name: "global", Value: 1, Usage: "global strength α multiplying every attribute"}, closed(0, steer.MaxStrength)),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/matsteer/matsteer/acts"
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/steer"
 )
 
@@ -71,23 +72,23 @@ Examples:
 			&cli.StringFlag{Name: "method", Value: steer.MethodMATSteer, Usage: "mat-steer | all-tokens | mean-diff | pca"},
 			&cli.StringFlag{Name: "preset", Value: steer.PresetDefault, Usage: "default | reference (the official code's settings: sigma 2, raw gate input, theta ~ N(0,I), plain MMD); flags given override it"},
 			&cli.StringFlag{Name: "mode", Value: def.Mode, Usage: "loss mode: reference | paper"},
-			&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs"},
-			&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"},
-			&cli.IntFlag{Name: "batch", Value: def.Batch, Usage: "positives and negatives per attribute per step"},
-			&cli.StringFlag{Name: "sigma", Value: def.Sigma.String(), Usage: "MMD kernel bandwidth: X | X,Y,... | median | median*X | multi | multi:X,Y,..."},
-			&cli.Float64Flag{Name: "lambda-pos", Value: def.LambdaPos, Usage: "weight of the preservation penalty (gates on positives)"},
-			&cli.Float64Flag{Name: "lambda-sparse", Value: def.LambdaSparse, Usage: "weight of the sparsity penalty (gates on negatives)"},
-			&cli.Float64Flag{Name: "lambda-ortho", Value: def.LambdaOrtho, Usage: "weight of the orthogonality penalty"},
+			intIn(&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs"}, 1, 1_000_000),
+			floatIn(&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"}, leftOpen(0, 100)),
+			intIn(&cli.IntFlag{Name: "batch", Value: def.Batch, Usage: "positives and negatives per attribute per step"}, 1, 1<<16),
+			&cli.StringFlag{Name: "sigma", Value: def.Sigma.String(), Usage: "MMD kernel bandwidth: X | X,Y,... | median | median*X | multi | multi:X,Y,... (each X in (0, 1e12], at most 16)"},
+			floatIn(&cli.Float64Flag{Name: "lambda-pos", Value: def.LambdaPos, Usage: "weight of the preservation penalty (gates on positives)"}, closed(0, 1e6)),
+			floatIn(&cli.Float64Flag{Name: "lambda-sparse", Value: def.LambdaSparse, Usage: "weight of the sparsity penalty (gates on negatives)"}, closed(0, 1e6)),
+			floatIn(&cli.Float64Flag{Name: "lambda-ortho", Value: def.LambdaOrtho, Usage: "weight of the orthogonality penalty"}, closed(0, 1e6)),
 			&cli.StringFlag{Name: "gate-input", Value: def.GateInput, Usage: "coordinates the gate is trained in: standardize (per-dimension mean/std of the rows, folded back into w, b) | scale (divide by the RMS coordinate) | raw"},
 			&cli.StringFlag{Name: "theta-init", Value: def.ThetaInit, Usage: "theta initialisation: mean-diff (mean positive - mean negative) | scaled (N(0, s^2 I), |theta| ~ |mean diff|) | normal (N(0, I))"},
 			&cli.StringFlag{Name: "theta-scale", Value: def.ThetaScale, Usage: "theta learning-rate scale: none | data (lr relative to the RMS coordinate of the rows)"},
 			&cli.StringFlag{Name: "mmd-norm", Value: def.MMDNorm, Usage: "divide each attribute's MMD term by its unsteered MMD^2 (initial) or not (none)"},
-			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed (same inputs and seed give the same file)"},
-			&cli.Float64Flag{Name: "dev-fraction", Usage: "hold out this fraction of each attribute's rows for a dev loss"},
-			&cli.IntFlag{Name: "patience", Usage: "stop after this many epochs without a better dev loss (needs --dev-fraction)"},
+			&cli.Uint64Flag{Name: "seed", Value: def.Seed, Usage: "random seed, any 64-bit number (same inputs and seed give the same file)"},
+			floatIn(&cli.Float64Flag{Name: "dev-fraction", Usage: "hold out this fraction of each attribute's rows for a dev loss"}, rightOpen(0, 1)),
+			intIn(&cli.IntFlag{Name: "patience", Usage: "stop after this many epochs without a better dev loss (needs --dev-fraction; 0: never)"}, 0, 1_000_000),
 			&cli.BoolFlag{Name: "no-norm-preserve", Usage: "do not rescale steered rows to their original norm"},
 			&cli.BoolFlag{Name: "norm-preserve", Usage: "rescale steered rows to their original norm (default for mat-steer and all-tokens)"},
-			&cli.StringFlag{Name: "plot", Usage: "write a PNG plot of the loss terms per epoch"},
+			&cli.StringFlag{Name: "plot", Usage: "write a plot of the loss terms per epoch (.png, .svg or .pdf)"},
 			&cli.StringFlag{Name: "log", Usage: "write the training log (JSON, loss terms per epoch)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 		},
@@ -268,6 +269,14 @@ func runTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.IsSet("plot") {
+		if err := checkPlotPath("--plot", c.String("plot")); err != nil {
+			return err
+		}
+	}
+	if err := safefile.CheckOutputs(flagOutputs(c, "out", "log", "plot"), flagInputs(c, "acts")); err != nil {
+		return err
+	}
 	td, err := loadTrainActs(c.StringSlice("acts"))
 	if err != nil {
 		return err
@@ -303,7 +312,9 @@ func runTrain(c *cli.Context) error {
 	if p := c.String("plot"); p != "" {
 		if len(log.Epochs) == 0 {
 			fmt.Fprintf(c.App.ErrWriter, "matsteer: --plot skipped: method %s has no training epochs\n", f.Method)
-		} else if err := log.WritePNG(p); err != nil {
+		} else if pl, err := log.Plot(); err != nil {
+			return err
+		} else if err := writePlot(pl, p); err != nil {
 			return err
 		}
 	}
@@ -329,15 +340,7 @@ func runTrain(c *cli.Context) error {
 }
 
 func writeTrainLog(path string, log *steer.TrainLog) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("training log: %w", err)
-	}
-	if err := log.WriteJSON(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := safefile.Write(path, log.WriteJSON); err != nil {
 		return fmt.Errorf("training log: %w", err)
 	}
 	return nil
