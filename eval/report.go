@@ -18,6 +18,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/llama"
 )
 
@@ -121,9 +122,16 @@ func (rep *Report) WriteJSON(path string) error {
 	return nil
 }
 
-// ReadReport reads a report written by WriteJSON.
+// MaxReportBytes is the largest report ReadReport reads. A report holds
+// metrics and per-item scores (some 100 bytes an item per method; the
+// study's reports under results/ are about 50 KB), so 64 MiB is ample while
+// bounding what a wrong path can make the reader allocate.
+const MaxReportBytes = 64 << 20
+
+// ReadReport reads a report written by WriteJSON: a regular file of at most
+// MaxReportBytes.
 func ReadReport(path string) (*Report, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, MaxReportBytes)
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}

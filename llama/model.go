@@ -10,9 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"unsafe"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // ModelParams control how a model is loaded.
@@ -71,26 +72,24 @@ func newModel(m *C.struct_llama_model, path string) *Model {
 }
 
 // checkGGUFFile gives clear errors for missing, empty and non-GGUF files
-// before llama.cpp sees them.
+// before llama.cpp sees them. Only regular files are accepted (a FIFO or a
+// device is refused without blocking; models are mapped, so there is no size
+// limit), and the error for a wrong magic never shows the file's bytes.
 func checkGGUFFile(path string) error {
-	f, err := os.Open(path)
+	f, st, err := safefile.Open(path, safefile.Unlimited)
 	if err != nil {
+		if errors.Is(err, safefile.ErrNotRegular) {
+			return fmt.Errorf("load model: %w (want a .gguf file)", err)
+		}
 		return fmt.Errorf("load model: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("load model: %w", err)
-	}
-	if st.IsDir() {
-		return fmt.Errorf("load model %s: is a directory, want a .gguf file", path)
-	}
 	var magic [4]byte
 	if _, err := io.ReadFull(f, magic[:]); err != nil {
 		return fmt.Errorf("load model %s: file is too short (%d bytes): %w", path, st.Size(), ErrNotGGUF)
 	}
 	if string(magic[:]) != "GGUF" {
-		return fmt.Errorf("load model %s: bad magic %q: %w", path, magic[:], ErrNotGGUF)
+		return fmt.Errorf("load model %s: bad magic: %w", path, ErrNotGGUF)
 	}
 	return nil
 }

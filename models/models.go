@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/progress"
 )
 
@@ -176,9 +177,11 @@ func verifyFile(path string, s Spec) (bool, error) {
 	return true, nil
 }
 
-// FileSHA256 returns the hex SHA-256 of a file.
+// FileSHA256 returns the hex SHA-256 of a file, which must be a regular
+// file (of any size: it is streamed). A FIFO or device is refused instead
+// of blocking or hashing without end.
 func FileSHA256(path string) (string, error) {
-	fh, err := os.Open(path)
+	fh, _, err := safefile.Open(path, safefile.Unlimited)
 	if err != nil {
 		return "", err
 	}
