@@ -112,9 +112,13 @@ func splitPart(items []datasets.Item, task, part string, seed uint64) ([]dataset
 	return nil, fmt.Errorf("--split %q: want train, dev, test or all", part)
 }
 
-// readTexts reads one text per non-blank line.
+// maxTextFile bounds a --kl-text file.
+const maxTextFile = 256 << 20
+
+// readTexts reads one text per non-blank line (a regular file of at most
+// 256 MiB).
 func readTexts(path string, limit int) ([]string, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, maxTextFile)
 	if err != nil {
 		return nil, fmt.Errorf("--kl-text: %w", err)
 	}

@@ -44,7 +44,13 @@ func intRangeText(lo, hi int) string { return fmtInt(lo) + ".." + fmtInt(hi) }
 // fmtInt writes large round numbers compactly (1e9, 65536).
 func fmtInt(v int) string {
 	if v >= 1_000_000 && v%1_000_000 == 0 {
-		return strconv.FormatFloat(float64(v), 'g', -1, 64)
+		m, e := v, 0
+		for m%10 == 0 {
+			m, e = m/10, e+1
+		}
+		if m < 10 {
+			return strconv.Itoa(m) + "e" + strconv.Itoa(e)
+		}
 	}
 	return strconv.Itoa(v)
 }

@@ -194,7 +194,7 @@ func sameActsMeta(a, b acts.Meta, pa, pb string) error {
 }
 
 func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	f, _, err := safefile.Open(path, safefile.Unlimited) // regular files only: never a FIFO or /dev/zero
 	if err != nil {
 		return "", err
 	}
