@@ -49,9 +49,21 @@ bench: build model
 eval: build model
 	$(GO) run $(GOTAGS) ./cmd/matsteer-study -data $${MATSTEER_DATA:-../shared/data}
 
+# Every fuzz target, FUZZTIME each (scripts/fuzz.sh SECONDS is the bounded CI
+# run; it fails when a target is missing here).
+FUZZTIME ?= 30s
 fuzz: llama
-	$(GO) test -run '^$$' -fuzz=FuzzRead -fuzztime=30s ./gguf/
-	$(GO) test -run '^$$' -fuzz=FuzzOpen -fuzztime=30s ./acts/
+	$(GO) test -run '^$$' -fuzz='^FuzzRead$$' -fuzztime=$(FUZZTIME) ./gguf/
+	$(GO) test -run '^$$' -fuzz='^FuzzOpen$$' -fuzztime=$(FUZZTIME) ./acts/
+	$(GO) test -run '^$$' -fuzz='^FuzzReadSteering$$' -fuzztime=$(FUZZTIME) ./steer/
+	$(GO) test -run '^$$' -fuzz='^FuzzImportControlVector$$' -fuzztime=$(FUZZTIME) ./steer/
+	$(GO) test -run '^$$' -fuzz='^FuzzParseJSONL$$' -fuzztime=$(FUZZTIME) ./datasets/
+	$(GO) test -run '^$$' -fuzz='^FuzzParseBBQ$$' -fuzztime=$(FUZZTIME) ./datasets/
+	$(GO) test -run '^$$' -fuzz='^FuzzParseTruthfulQAJSON$$' -fuzztime=$(FUZZTIME) ./datasets/
+	$(GO) test -run '^$$' -fuzz='^FuzzParseTruthfulQACSV$$' -fuzztime=$(FUZZTIME) ./datasets/
+	$(GO) test -run '^$$' -fuzz='^FuzzParseToxiGenAnnotated$$' -fuzztime=$(FUZZTIME) ./datasets/
+	$(GO) test -run '^$$' -fuzz='^FuzzParseToxiGenPrompts$$' -fuzztime=$(FUZZTIME) ./datasets/
+	$(GO) test -run '^$$' -fuzz='^FuzzStream$$' -fuzztime=$(FUZZTIME) ./internal/textstream/
 
 vet: llama
 	$(GO) vet $(GOTAGS) ./...
