@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -94,29 +93,14 @@ type GateReport struct {
 	Results []GateResult `json:"results"`
 }
 
-// WriteJSON writes the report as indented JSON to path (through a
-// temporary file renamed into place).
+// WriteJSON writes the report as indented JSON to path, atomically (the
+// previous file stays intact until the new one is complete).
 func (rep *Report) WriteJSON(path string) error {
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return fmt.Errorf("eval: encode report: %w", err)
 	}
-	data = append(data, '\n')
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".eval-*.json")
-	if err != nil {
-		return fmt.Errorf("eval: write report: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("eval: write report: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("eval: write report: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
+	if err := safefile.WriteFile(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("eval: write report: %w", err)
 	}
 	return nil
@@ -266,14 +250,25 @@ func (rep *Report) Plot() (*plot.Plot, error) {
 }
 
 // SavePlot writes Plot's chart to path (format from the extension: .png,
-// .svg, .pdf).
+// .svg, .pdf), atomically; an unsupported extension is refused before
+// anything is written.
 func (rep *Report) SavePlot(path string) error {
+	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
+	if format != "png" && format != "svg" && format != "pdf" {
+		return fmt.Errorf("eval: plot %s: unsupported format %q (want .png, .svg or .pdf)", path, filepath.Ext(path))
+	}
 	p, err := rep.Plot()
 	if err != nil {
 		return err
 	}
-	if err := p.Save(8*vg.Inch, 5*vg.Inch, path); err != nil {
+	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, format)
+	if err != nil {
 		return fmt.Errorf("eval: plot %s: %w", path, err)
 	}
-	return nil
+	return safefile.Write(path, func(w io.Writer) error {
+		if _, err := wt.WriteTo(w); err != nil {
+			return fmt.Errorf("eval: plot %s: %w", path, err)
+		}
+		return nil
+	})
 }

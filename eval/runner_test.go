@@ -476,4 +476,14 @@ func TestReportOutputs(t *testing.T) {
 	if st, err := os.Stat(png); err != nil || st.Size() < 1000 {
 		t.Errorf("plot: %v %v", st, err)
 	}
+	// An unsupported extension used to truncate the file before the error.
+	if err := rep.SavePlot(js); err == nil || !strings.Contains(err.Error(), "unsupported format") {
+		t.Errorf("SavePlot to .json: %v", err)
+	}
+	if _, err := ReadReport(js); err != nil {
+		t.Errorf("the report was damaged by a refused plot: %v", err)
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 2 {
+		t.Errorf("files left: %v", es)
+	}
 }
