@@ -39,6 +39,7 @@ type config struct {
 	requests    int
 	warmup      int
 	steering    json.RawMessage
+	mix         []json.RawMessage
 	modes       []string
 	timeout     time.Duration
 	jsonOut     string
@@ -91,7 +92,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.requests, "requests", 16, "requests per concurrency level (at least one per client)")
 	fs.IntVar(&cfg.warmup, "warmup", 2, "unmeasured requests before each mode")
 	steering := fs.String("steering", "", `"steering" field for the steered mode, e.g. {"file":"demo","global":1} (empty: unsteered only)`)
-	modes := fs.String("modes", "", "modes to run: unsteered,steered (default: both when --steering is set)")
+	mix := fs.String("mix", "", `";"-separated "steering" values for the mixed mode: requests cycle through them and no steering`)
+	modes := fs.String("modes", "", "modes to run: unsteered,steered,mixed (default: unsteered, steered when --steering is set, mixed when --mix is)")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "per-request timeout")
 	fs.StringVar(&cfg.jsonOut, "json", "", "also write the results as JSON to this file")
 	if err := fs.Parse(args); err != nil {
@@ -113,20 +115,34 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 		cfg.steering = json.RawMessage(*steering)
 	}
+	if *mix != "" {
+		for _, v := range strings.Split(*mix, ";") {
+			if !json.Valid([]byte(v)) {
+				return cfg, fmt.Errorf("--mix: %q is not valid JSON", v)
+			}
+			cfg.mix = append(cfg.mix, json.RawMessage(v))
+		}
+	}
 	switch {
 	case *modes != "":
 		cfg.modes = strings.Split(*modes, ",")
-	case cfg.steering != nil:
-		cfg.modes = []string{"unsteered", "steered"}
 	default:
 		cfg.modes = []string{"unsteered"}
+		if cfg.steering != nil {
+			cfg.modes = append(cfg.modes, "steered")
+		}
+		if cfg.mix != nil {
+			cfg.modes = append(cfg.modes, "mixed")
+		}
 	}
 	for _, m := range cfg.modes {
-		if m != "unsteered" && m != "steered" {
+		switch {
+		case m != "unsteered" && m != "steered" && m != "mixed":
 			return cfg, fmt.Errorf("--modes: unknown mode %q", m)
-		}
-		if m == "steered" && cfg.steering == nil {
+		case m == "steered" && cfg.steering == nil:
 			return cfg, errors.New("--modes steered needs --steering")
+		case m == "mixed" && cfg.mix == nil:
+			return cfg, errors.New("--modes mixed needs --mix")
 		}
 	}
 	return cfg, nil
@@ -141,12 +157,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		option.WithMaxRetries(0), option.WithRequestTimeout(cfg.timeout))
 	var results []result
 	for _, mode := range cfg.modes {
-		var opts []option.RequestOption
-		if mode == "steered" {
-			opts = append(opts, option.WithJSONSet("steering", cfg.steering))
+		// opts[i] are the options of the i-th request of a level (cycled).
+		opts := [][]option.RequestOption{nil}
+		switch mode {
+		case "steered":
+			opts = [][]option.RequestOption{{option.WithJSONSet("steering", cfg.steering)}}
+		case "mixed":
+			for _, m := range cfg.mix {
+				opts = append(opts, []option.RequestOption{option.WithJSONSet("steering", m)})
+			}
 		}
 		for i := 0; i < cfg.warmup; i++ {
-			if s := one(ctx, client, cfg, opts); s.err != nil {
+			if s := one(ctx, client, cfg, opts[i%len(opts)]); s.err != nil {
 				return fmt.Errorf("warm-up request (%s): %s", mode, describe(s.err))
 			}
 		}
@@ -176,11 +198,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // level runs max(requests, clients) requests from n concurrent clients.
-func level(ctx context.Context, client openai.Client, cfg config, opts []option.RequestOption, n int) result {
+func level(ctx context.Context, client openai.Client, cfg config, opts [][]option.RequestOption, n int) result {
 	total := max(cfg.requests, n)
-	jobs := make(chan struct{}, total)
-	for range total {
-		jobs <- struct{}{}
+	jobs := make(chan int, total)
+	for i := range total {
+		jobs <- i
 	}
 	close(jobs)
 	samples := make(chan sample, total)
@@ -190,8 +212,8 @@ func level(ctx context.Context, client openai.Client, cfg config, opts []option.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range jobs {
-				samples <- one(ctx, client, cfg, opts)
+			for i := range jobs {
+				samples <- one(ctx, client, cfg, opts[i%len(opts)])
 			}
 		}()
 	}

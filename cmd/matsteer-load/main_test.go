@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +94,27 @@ func TestLoadAgainstServer(t *testing.T) {
 		"--warmup", "0", "--modes", "steered", "--steering", `{"file":"nope"}`}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("bad steering: %v", err)
+	}
+}
+
+func TestParseFlagsModes(t *testing.T) {
+	cfg, err := parseFlags([]string{"--steering", `{"file":"a"}`, "--mix", `{"file":"a"};{"file":"b","global":2}`}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.modes, ",") != "unsteered,steered,mixed" || len(cfg.mix) != 2 {
+		t.Fatalf("modes %v, mix %d", cfg.modes, len(cfg.mix))
+	}
+	for _, bad := range [][]string{
+		{"--mix", `{"file":`},
+		{"--modes", "mixed"},
+		{"--modes", "steered"},
+		{"--modes", "other"},
+		{"--concurrency", "0"},
+		{"--max-tokens", "0"},
+	} {
+		if _, err := parseFlags(bad, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }
