@@ -90,6 +90,12 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 	if p.NSeqMax > 0 {
 		cp.n_seq_max = C.uint32_t(p.NSeqMax)
 	}
+	// llama.cpp reserves its compute graph for one micro-batch holding every
+	// sequence, and asserts (aborting the process) when they do not fit.
+	if nUB := min(int(cp.n_batch), int(cp.n_ubatch), nCtx); int(cp.n_seq_max) > nUB {
+		return nil, fmt.Errorf("new context: %d sequences do not fit a micro-batch of %d tokens (n_batch %d, n_ubatch %d, n_ctx %d)",
+			cp.n_seq_max, nUB, cp.n_batch, cp.n_ubatch, nCtx)
+	}
 	threads := p.Threads
 	if threads <= 0 {
 		threads = runtime.NumCPU()

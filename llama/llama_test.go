@@ -272,3 +272,22 @@ func TestScoreAllMatchesScore(t *testing.T) {
 		}
 	}
 }
+
+// More sequences than a micro-batch holds is an error, not an abort inside
+// cpp.
+func TestNewContextRefusesMoreSequencesThanAMicroBatch(t *testing.T) {
+	m, err := NewRandomModel(DefaultRandomModelConfig(), ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	_, err = NewContext(m, ContextParams{NCtx: 256, NBatch: 8, NSeqMax: 16, Threads: 1})
+	if err == nil || !strings.Contains(err.Error(), "16 sequences do not fit a micro-batch of 8 tokens") {
+		t.Fatalf("got %v", err)
+	}
+	c, err := NewContext(m, ContextParams{NCtx: 256, NBatch: 16, NSeqMax: 16, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
