@@ -23,6 +23,8 @@ const (
 	maxStopLen     = 256 // bytes per stop sequence
 	maxTemperature = 2.0 // OpenAI's range is [0, 2]
 	maxMessages    = 4096
+	maxTopK        = 1 << 20   // top_k in [0, maxTopK]; 0: off
+	maxSeed        = 1<<32 - 2 // seed in [-1, maxSeed]; -1: random (as absent)
 )
 
 // genParams are the sampling fields shared by /v1/chat/completions and
@@ -84,16 +86,6 @@ type steeringRequest struct {
 	Global   json.RawMessage            `json:"global"`
 }
 
-// readJSON reads the whole body (bounded by the server's limit) and decodes
-// it into v, turning decoding errors into 400s that name the field.
-func readJSON(r *http.Request, w http.ResponseWriter, limit int64, v any) error {
-	body, err := readBody(r, w, limit)
-	if err != nil {
-		return err
-	}
-	return decodeStrict(body, v, false, "")
-}
-
 // readBody reads the whole body, up to limit bytes. Reading to the end also
 // lets net/http notice a client that disconnects while we generate.
 func readBody(r *http.Request, w http.ResponseWriter, limit int64) ([]byte, error) {
@@ -119,7 +111,7 @@ func decodeStrict(data []byte, v any, strict bool, prefix string) error {
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(v); err != nil {
-		return jsonError(err, prefix)
+		return jsonError(err, prefix, v)
 	}
 	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
 		return invalid(strings.TrimSuffix(prefix, "."), "malformed JSON: unexpected data after the JSON value at byte %d", dec.InputOffset())
@@ -127,30 +119,89 @@ func decodeStrict(data []byte, v any, strict bool, prefix string) error {
 	return nil
 }
 
-// jsonError explains a decoding error.
-func jsonError(err error, prefix string) error {
+// jsonError explains a decoding error; v is what was being decoded (its
+// fields are listed for an unknown field).
+func jsonError(err error, prefix string, v any) error {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
+	where := strings.TrimSuffix(prefix, ".")
 	switch {
 	case errors.As(err, &se):
-		return invalid(strings.TrimSuffix(prefix, "."), "malformed JSON at byte %d: %v", se.Offset, se)
+		return invalid(where, "malformed JSON at byte %d: %v", se.Offset, se)
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return invalid(strings.TrimSuffix(prefix, "."), "malformed JSON: unexpected end of input")
+		return invalid(where, "malformed JSON: unexpected end of input")
 	case errors.As(err, &te):
 		// Fields of embedded structs are reported as "genParams.name".
 		field := prefix + strings.TrimPrefix(te.Field, "genParams.")
 		if te.Field == "" {
-			field = strings.TrimSuffix(prefix, ".")
+			field = where
 			if field == "" {
 				return invalid("", "the request body must be a JSON object, got %s", te.Value)
 			}
 		}
-		return invalid(field, "%s must be %s, got %s", field, jsonTypeName(te.Type), te.Value)
+		want := jsonTypeName(te.Type)
+		if lit, ok := strings.CutPrefix(te.Value, "number "); ok {
+			// A JSON number that does not fit the field's Go type.
+			switch {
+			case want == "a number":
+				return invalid(field, "%s %s is out of range: it is not a finite 64-bit number", field, shorten(lit))
+			case want == "an integer" && strings.ContainsAny(lit, ".eE"):
+				return invalid(field, "%s must be an integer, got %s", field, shorten(lit))
+			case want == "an integer":
+				return invalid(field, "%s %s is out of range for an integer", field, shorten(lit))
+			}
+		}
+		return invalid(field, "%s must be %s, got %s", field, want, te.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return invalid(prefix+name, "unknown field %q in %s", name, strings.TrimSuffix(prefix, "."))
+		in := "the request body"
+		if where != "" {
+			in = where
+		}
+		return invalid(prefix+name, "unknown field %s in %s (known fields: %s)", shortQuote(name), in, strings.Join(jsonFields(v), ", "))
 	}
-	return invalid(strings.TrimSuffix(prefix, "."), "malformed JSON: %v", err)
+	return invalid(where, "malformed JSON: %v", err)
+}
+
+// shorten cuts a client-supplied literal for an error message.
+func shorten(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// jsonFields lists the JSON field names of the struct v points to, sorted.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []string
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			switch {
+			case name == "-":
+			case f.Anonymous && name == "":
+				walk(f.Type)
+			case name != "":
+				out = append(out, name)
+			case f.IsExported():
+				out = append(out, f.Name)
+			}
+		}
+	}
+	if t != nil {
+		walk(t)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func jsonTypeName(t reflect.Type) string {
@@ -199,8 +250,8 @@ func (p *genParams) sampling(seed uint32) (llama.SamplerParams, error) {
 		sp.TopP = v
 	}
 	if p.TopK != nil {
-		if *p.TopK < 0 {
-			return sp, invalid("top_k", "top_k %d must not be negative", *p.TopK)
+		if *p.TopK < 0 || *p.TopK > maxTopK {
+			return sp, invalid("top_k", "top_k %d is out of range [0, %d] (0: off)", *p.TopK, maxTopK)
 		}
 		sp.TopK = *p.TopK
 	}
@@ -226,7 +277,10 @@ func (p *genParams) sampling(seed uint32) (llama.SamplerParams, error) {
 			return sp, invalid(f.name, "%s is not supported (use repeat_penalty)", f.name)
 		}
 	}
-	if p.Seed != nil {
+	if p.Seed != nil && *p.Seed != -1 {
+		if *p.Seed < 0 || *p.Seed > maxSeed {
+			return sp, invalid("seed", "seed %d is out of range [0, %d] (-1: random)", *p.Seed, int64(maxSeed))
+		}
 		sp.Seed = uint32(*p.Seed)
 	}
 	if err := sp.Validate(); err != nil {
@@ -238,7 +292,7 @@ func (p *genParams) sampling(seed uint32) (llama.SamplerParams, error) {
 // unsupported rejects fields this server does not implement.
 func (p *genParams) unsupported() error {
 	if p.N != nil && *p.N != 1 {
-		return invalid("n", "n=%d is not supported: one choice per request", *p.N)
+		return invalid("n", "n=%d is not supported: one choice per request (n must be 1)", *p.N)
 	}
 	if !isNull(p.Logprobs) && !bytes.Equal(bytes.TrimSpace(p.Logprobs), []byte("false")) {
 		return invalid("logprobs", "logprobs are not supported")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/matsteer/matsteer/internal/textstream"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steering"
 )
@@ -31,6 +32,13 @@ type outcome struct {
 
 // errClientGone marks a generation stopped because the client went away.
 var errClientGone = errors.New("client disconnected")
+
+// errShuttingDown answers requests that the server stops before they finish:
+// queued requests, and running ones once the shutdown grace period is over.
+// A stream that already started ends with a final chunk (finish_reason
+// "length") and [DONE] instead; every other request gets this 503.
+var errShuttingDown = &APIError{Status: http.StatusServiceUnavailable, Type: errOverloaded, Code: "server_shutting_down",
+	Message: "the server is shutting down; retry on another server or later"}
 
 // checkLength validates the prompt and max_tokens against the context and
 // sets j.maxTokens (absent: the rest of the context).
@@ -83,11 +91,17 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 			iv.SetAudit(rec.row)
 		}
 	}
+	s.admitted.Add(1)
 	sl, err := s.acquire(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			s.cancelled.Add(1)
 			return out, errClientGone
+		case errors.Is(err, errShuttingDown):
+			s.cancelled.Add(1)
+		default:
+			s.rejected.Add(1)
 		}
 		return out, err
 	}
@@ -106,31 +120,34 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 		return out, errClientGone
 	}
 
-	var dec utf8Decoder
-	stops := stopMatcher{stops: j.stops}
-	stopped := false
+	text := textstream.NewStream(j.stops)
 	var emitErr error
-	send := func(text string) error {
-		if text == "" {
+	send := func(t string) error {
+		if t == "" {
 			return nil
 		}
-		if err := emit(text); err != nil {
+		if err := emit(t); err != nil {
 			emitErr = err
 			return err
 		}
 		return nil
 	}
-	// Cancelling ctx aborts the decode; Generate waits for a started abort
+	// The generation stops when the client goes away or when the server's
+	// shutdown grace period is over.
+	genCtx, cancelGen := context.WithCancel(ctx)
+	defer cancelGen()
+	stopAfter := context.AfterFunc(s.stopping, cancelGen)
+	defer stopAfter()
+	// Cancelling genCtx aborts the decode; Generate waits for a started abort
 	// before it returns, so none can reach the slot's next request.
 	t0 := time.Now()
-	st, err := sl.ctx.Generate(ctx, j.prompt, llama.GenerateOptions{MaxTokens: j.maxTokens, Sampler: j.sampler},
+	st, err := sl.ctx.Generate(genCtx, j.prompt, llama.GenerateOptions{MaxTokens: j.maxTokens, Sampler: j.sampler},
 		func(_ llama.Token, piece string) error {
-			text, hit := stops.push(dec.push(piece))
-			if err := send(text); err != nil {
+			t, hit := text.Push(piece)
+			if err := send(t); err != nil {
 				return err
 			}
 			if hit {
-				stopped = true
 				return llama.ErrStop
 			}
 			return nil
@@ -141,23 +158,26 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 		s.cancelled.Add(1)
 		s.log.Info("generation cancelled", "id", j.id, "slot", sl.id, "generated", st.GeneratedTokens)
 		return out, errClientGone
+	case err != nil && genCtx.Err() != nil:
+		// Shutdown: what was generated is final; the caller ends a started
+		// stream properly.
+		s.cancelled.Add(1)
+		s.log.Warn("generation stopped by shutdown", "id", j.id, "slot", sl.id, "generated", st.GeneratedTokens)
+		out.finish = "length"
+		if send(text.Flush()) != nil {
+			return out, errClientGone
+		}
+		return out, errShuttingDown
 	case err != nil:
 		s.failed.Add(1)
 		return out, fmt.Errorf("generation failed on slot %d: %w", sl.id, err)
 	}
-	if !stopped {
-		// The held-back text is final now; a stop sequence cannot start in
-		// an incomplete character, so flushing the decoder last is safe.
-		text, hit := stops.push(dec.flush())
-		if hit {
-			stopped = true
-		} else {
-			text += stops.flush()
-		}
-		if err := send(text); err != nil {
-			s.cancelled.Add(1)
-			return out, errClientGone
-		}
+	stopped := text.Stopped()
+	// The held-back text is final now; an incomplete character at the end
+	// is dropped, never sent as U+FFFD.
+	if err := send(text.Flush()); err != nil {
+		s.cancelled.Add(1)
+		return out, errClientGone
 	}
 	switch {
 	case stopped || st.StopReason == "eog":

@@ -198,6 +198,8 @@ func (s *Server) prepare(p *genParams, j *job) error {
 
 // finishError reports a generation error: as a JSON error before streaming
 // started, as an error event after. A client that went away gets nothing.
+// (A started stream stopped by shutdown is not an error: it ends with its
+// final chunk and [DONE].)
 func finishError(w http.ResponseWriter, stream *sse, started bool, err error) {
 	switch {
 	case errors.Is(err, errClientGone):
@@ -209,57 +211,13 @@ func finishError(w http.ResponseWriter, stream *sse, started bool, err error) {
 }
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	var req chatRequest
-	if err := readJSON(r, w, s.cfg.MaxBodyBytes, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	j := &job{id: newID("chatcmpl-"), endpoint: "chat"}
-	if err := s.prepare(&req.genParams, j); err != nil {
-		writeError(w, err)
-		return
-	}
-	for _, f := range []struct {
-		name string
-		raw  json.RawMessage
-	}{{"tools", req.Tools}, {"functions", req.Functions}} {
-		if !isNull(f.raw) && string(f.raw) != "[]" {
-			writeError(w, invalid(f.name, "%s (function calling) is not supported", f.name))
-			return
-		}
-	}
-	if !isNull(req.ResponseFormat) {
-		var rf struct {
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(req.ResponseFormat, &rf) != nil || rf.Type != "text" {
-			writeError(w, invalid("response_format", "only response_format {\"type\": \"text\"} is supported"))
-			return
-		}
-	}
-	msgs, err := chatMessages(req.Messages)
+	body, err := readBody(r, w, s.cfg.MaxBodyBytes)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if s.cfg.ChatTemplate == "" && s.model.ChatTemplate() == "" {
-		writeError(w, invalid("messages", "model %s has no chat template: use /v1/completions, or start the server with a chat template (--chat-template chatml)", s.modelID))
-		return
-	}
-	text, err := s.model.ApplyChatTemplate(s.cfg.ChatTemplate, msgs, true)
+	req, j, err := s.parseChat(body)
 	if err != nil {
-		writeError(w, invalid("messages", "applying the chat template: %v", err))
-		return
-	}
-	if j.prompt, err = s.model.Tokenize(text, true, true); err != nil {
-		writeError(w, invalid("messages", "tokenizing the prompt: %v", err))
-		return
-	}
-	maxTokens, param := req.MaxCompletionTokens, "max_completion_tokens"
-	if maxTokens == nil {
-		maxTokens, param = req.MaxTokens, "max_tokens"
-	}
-	if err := s.checkLength(j, maxTokens, param); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -294,10 +252,11 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}, func(t string) error {
 		return stream.send(chunk(&chatOutMsg{Content: &t}, nil))
 	})
-	if err != nil {
+	if err != nil && !(started && errors.Is(err, errShuttingDown)) {
 		finishError(w, stream, started, err)
 		return
 	}
+	// A stream cut short by shutdown ends like any other.
 	if stream.send(chunk(&chatOutMsg{}, &out.finish)) != nil {
 		return
 	}
@@ -310,37 +269,83 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	_ = stream.raw([]byte("[DONE]"))
 }
 
-func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
+// parseChat validates a /v1/chat/completions body and turns it into a job.
+// Every error is an *APIError with a 4xx status.
+func (s *Server) parseChat(body []byte) (*chatRequest, *job, error) {
+	var req chatRequest
+	if err := decodeStrict(body, &req, false, ""); err != nil {
+		return nil, nil, err
+	}
+	j := &job{id: newID("chatcmpl-"), endpoint: "chat"}
+	if err := s.prepare(&req.genParams, j); err != nil {
+		return nil, nil, err
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"tools", req.Tools}, {"functions", req.Functions}} {
+		if !isNull(f.raw) && string(f.raw) != "[]" {
+			return nil, nil, invalid(f.name, "%s (function calling) is not supported", f.name)
+		}
+	}
+	if !isNull(req.ResponseFormat) {
+		var rf struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(req.ResponseFormat, &rf) != nil || rf.Type != "text" {
+			return nil, nil, invalid("response_format", "only response_format {\"type\": \"text\"} is supported")
+		}
+	}
+	msgs, err := chatMessages(req.Messages)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.cfg.ChatTemplate == "" && s.model.ChatTemplate() == "" {
+		return nil, nil, invalid("messages", "model %s has no chat template: use /v1/completions, or start the server with a chat template (--chat-template chatml)", s.modelID)
+	}
+	text, err := s.model.ApplyChatTemplate(s.cfg.ChatTemplate, msgs, true)
+	if err != nil {
+		return nil, nil, invalid("messages", "applying the chat template: %v", err)
+	}
+	if j.prompt, err = s.model.Tokenize(text, true, true); err != nil {
+		return nil, nil, invalid("messages", "tokenizing the prompt: %v", err)
+	}
+	maxTokens, param := req.MaxCompletionTokens, "max_completion_tokens"
+	if maxTokens == nil {
+		maxTokens, param = req.MaxTokens, "max_tokens"
+	}
+	if err := s.checkLength(j, maxTokens, param); err != nil {
+		return nil, nil, err
+	}
+	return &req, j, nil
+}
+
+// parseCompletion validates a /v1/completions body and turns it into a job.
+// Every error is an *APIError with a 4xx status.
+func (s *Server) parseCompletion(body []byte) (*completionRequest, *job, error) {
 	var req completionRequest
-	if err := readJSON(r, w, s.cfg.MaxBodyBytes, &req); err != nil {
-		writeError(w, err)
-		return
+	if err := decodeStrict(body, &req, false, ""); err != nil {
+		return nil, nil, err
 	}
 	j := &job{id: newID("cmpl-"), endpoint: "completions"}
 	if err := s.prepare(&req.genParams, j); err != nil {
-		writeError(w, err)
-		return
+		return nil, nil, err
 	}
 	switch {
 	case req.Echo:
-		writeError(w, invalid("echo", "echo is not supported"))
-		return
+		return nil, nil, invalid("echo", "echo is not supported")
 	case req.Suffix != nil && *req.Suffix != "":
-		writeError(w, invalid("suffix", "suffix is not supported"))
-		return
+		return nil, nil, invalid("suffix", "suffix is not supported")
 	case req.BestOf != nil && *req.BestOf != 1:
-		writeError(w, invalid("best_of", "best_of=%d is not supported", *req.BestOf))
-		return
+		return nil, nil, invalid("best_of", "best_of=%d is not supported (best_of must be 1)", *req.BestOf)
 	}
 	text, toks, err := completionPrompt(req.Prompt, s.model.NVocab())
 	if err != nil {
-		writeError(w, err)
-		return
+		return nil, nil, err
 	}
 	if toks == nil {
 		if toks, err = s.model.Tokenize(text, true, true); err != nil {
-			writeError(w, invalid("prompt", "tokenizing the prompt: %v", err))
-			return
+			return nil, nil, invalid("prompt", "tokenizing the prompt: %v", err)
 		}
 	}
 	j.prompt = toks
@@ -348,6 +353,19 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 		if ae, ok := err.(*APIError); ok && ae.Param == "messages" {
 			ae.Param = "prompt"
 		}
+		return nil, nil, err
+	}
+	return &req, j, nil
+}
+
+func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r, w, s.cfg.MaxBodyBytes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	req, j, err := s.parseCompletion(body)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -374,10 +392,11 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 		started = true
 		return stream.start(j.id)
 	}, func(t string) error { return stream.send(chunk(t, nil)) })
-	if err != nil {
+	if err != nil && !(started && errors.Is(err, errShuttingDown)) {
 		finishError(w, stream, started, err)
 		return
 	}
+	// A stream cut short by shutdown ends like any other.
 	if stream.send(chunk("", &out.finish)) != nil {
 		return
 	}
@@ -441,17 +460,8 @@ func (s *Server) handleSteeringGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, e.info())
 }
 
-func (s *Server) readOnly(w http.ResponseWriter) bool {
-	if s.cfg.ReadOnlySteering {
-		writeError(w, &APIError{Status: http.StatusForbidden, Type: errInvalidRequest, Code: "steering_read_only",
-			Message: "loading and unloading steering files is disabled on this server"})
-		return true
-	}
-	return false
-}
-
 func (s *Server) handleSteeringLoad(w http.ResponseWriter, r *http.Request) {
-	if s.readOnly(w) {
+	if s.runtimeLoadsOff(w) {
 		return
 	}
 	var req struct {
@@ -467,12 +477,7 @@ func (s *Server) handleSteeringLoad(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	path, err := s.resolveSteerPath(req.Path)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	info, err := s.LoadSteering(req.Name, path, req.Replace)
+	info, err := s.LoadSteeringFromDir(req.Name, req.Path, req.Replace)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -481,7 +486,7 @@ func (s *Server) handleSteeringLoad(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleSteeringUnload(w http.ResponseWriter, r *http.Request) {
-	if s.readOnly(w) {
+	if s.runtimeLoadsOff(w) {
 		return
 	}
 	name := r.PathValue("name")

@@ -13,12 +13,12 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/internal/textstream"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
 	"github.com/matsteer/matsteer/steering"
@@ -77,7 +77,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	if err := f.file.WriteFile(f.steerPath); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Model: m, Catalog: cat, ModelID: "random-test", Parallel: 2, NCtx: mc.NCtx, Threads: testThreads}
+	cfg := Config{Model: m, Catalog: cat, ModelID: "random-test", Parallel: 2, NCtx: mc.NCtx, Threads: testThreads, SteerDir: f.dir}
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
@@ -114,7 +114,8 @@ func (f *fixture) chatTokens(user string) []llama.Token {
 
 // reference generates greedily on a fresh context of its own, without the
 // server, with steering installed when opts is non-nil. It returns the
-// text with invalid UTF-8 bytes replaced one by one (as JSON encoders do).
+// text as the server sends it: invalid UTF-8 bytes replaced one by one (as
+// JSON encoders do), a character cut at the end dropped.
 func (f *fixture) reference(prompt []llama.Token, maxTokens int, opts *steer.ApplyOptions) string {
 	f.t.Helper()
 	var hk llama.EvalHook
@@ -142,23 +143,7 @@ func (f *fixture) reference(prompt []llama.Token, maxTokens int, opts *steer.App
 	}); err != nil {
 		f.t.Fatal(err)
 	}
-	return replaceInvalid(raw)
-}
-
-// replaceInvalid replaces every byte that is not part of a valid UTF-8
-// character with U+FFFD.
-func replaceInvalid(b []byte) string {
-	var sb strings.Builder
-	for len(b) > 0 {
-		r, n := utf8.DecodeRune(b)
-		if r == utf8.RuneError && n == 1 {
-			sb.WriteRune(utf8.RuneError)
-		} else {
-			sb.Write(b[:n])
-		}
-		b = b[n:]
-	}
-	return sb.String()
+	return textstream.Valid(raw)
 }
 
 // post sends a raw JSON body and returns the status and decoded body.

@@ -2,12 +2,15 @@ package server
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/matsteer/matsteer/hooks"
@@ -120,7 +123,9 @@ func (e *steerEntry) info() SteeringInfo {
 }
 
 // LoadSteering reads the steering file at path, validates it against the
-// server's model (steering.Check) and registers it as name. An existing file
+// server's model (steering.Check) and registers it as name. It is for the
+// operator (start-up files): any path, and errors with every detail; HTTP
+// loads go through LoadSteeringFromDir. An existing file
 // of that name is replaced only when replace is set; requests already
 // running keep the file they started with.
 func (s *Server) LoadSteering(name, path string, replace bool) (SteeringInfo, error) {
@@ -131,6 +136,11 @@ func (s *Server) LoadSteering(name, path string, replace bool) (SteeringInfo, er
 	if err != nil {
 		return SteeringInfo{}, invalid("path", "loading steering file %s: %v", path, err)
 	}
+	return s.register(name, path, f, replace)
+}
+
+// register checks f against the model and registers it as name.
+func (s *Server) register(name, path string, f *steer.File, replace bool) (SteeringInfo, error) {
 	p, err := steering.Check(f, s.model, s.cat)
 	if err != nil {
 		return SteeringInfo{}, invalid("path", "steering file %s does not fit the model: %v", path, err)
@@ -167,34 +177,116 @@ func (s *Server) Steering() []SteeringInfo {
 	return out
 }
 
-// resolveSteerPath applies Config.SteerDir to a path given over HTTP: with a
-// directory set, the path is taken relative to it and must stay inside it
-// (also after following symbolic links).
-func (s *Server) resolveSteerPath(path string) (string, error) {
-	if path == "" {
-		return "", invalid("path", "path is required")
-	}
-	dir := s.cfg.SteerDir
-	if dir == "" {
-		return path, nil
-	}
-	if filepath.IsAbs(path) || !filepath.IsLocal(path) {
-		return "", invalid("path", "path %q must be relative to the server's steering directory and stay inside it", path)
-	}
-	full := filepath.Join(dir, path)
-	realDir, err := filepath.EvalSymlinks(dir)
+// openSteerDir opens Config.SteerDir, which must be an existing directory.
+func openSteerDir(dir string) (*os.Root, error) {
+	fi, err := os.Stat(dir)
 	if err != nil {
-		return "", fmt.Errorf("steering directory: %w", err)
+		return nil, err
 	}
-	real, err := filepath.EvalSymlinks(full)
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	return os.OpenRoot(dir)
+}
+
+// runtimeLoadsOff answers POST and DELETE /v1/steering on a server without
+// a steering directory, or with read-only steering.
+func (s *Server) runtimeLoadsOff(w http.ResponseWriter) bool {
+	if s.steerRoot != nil {
+		return false
+	}
+	msg := "loading and unloading steering files at run time is off on this server (start it with --steer-dir DIR to allow loads from DIR)"
+	if s.cfg.ReadOnlySteering {
+		msg = "loading and unloading steering files is disabled on this server"
+	}
+	writeError(w, &APIError{Status: http.StatusForbidden, Type: errInvalidRequest, Code: "steering_read_only", Message: msg})
+	return true
+}
+
+// maxSteerPathLen bounds the path of a runtime load.
+const maxSteerPathLen = 1024
+
+// shortQuote quotes a client-supplied string for an error message, cut to a
+// readable length.
+func shortQuote(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// LoadSteeringFromDir loads the steering file at rel, a path relative to
+// Config.SteerDir, as LoadSteering does; this is what POST /v1/steering
+// does. The file must stay inside the directory, also through symbolic
+// links, and be a regular file of at most MaxSteerFileBytes; it is opened
+// without blocking (a FIFO cannot hang it). Errors are meant for clients:
+// they never contain the file's bytes, and a path that leaves the directory
+// gets the same answer whether or not its target exists (the details go to
+// the log).
+func (s *Server) LoadSteeringFromDir(name, rel string, replace bool) (SteeringInfo, error) {
+	if s.steerRoot == nil {
+		return SteeringInfo{}, &APIError{Status: http.StatusForbidden, Type: errInvalidRequest, Code: "steering_read_only",
+			Message: "this server has no steering directory"}
+	}
+	if !validSteerName.MatchString(name) {
+		return SteeringInfo{}, invalid("name", "steering name %s must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", shortQuote(name))
+	}
+	switch {
+	case rel == "":
+		return SteeringInfo{}, invalid("path", "path is required: a steering file's path relative to the server's steering directory")
+	case len(rel) > maxSteerPathLen || strings.ContainsRune(rel, 0):
+		return SteeringInfo{}, invalid("path", "path is not a valid file name")
+	case filepath.IsAbs(rel) || !filepath.IsLocal(rel):
+		return SteeringInfo{}, invalid("path", "path %s must be relative to the server's steering directory and stay inside it", shortQuote(rel))
+	}
+	notFound := invalid("path", "no loadable steering file %s in the server's steering directory", shortQuote(rel))
+	fh, err := s.steerRoot.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
-		if os.IsNotExist(err) {
-			return "", invalid("path", "no steering file %q in the server's steering directory", path)
-		}
-		return "", invalid("path", "steering file %q: %v", path, err)
+		s.log.Warn("steering load refused", "path", rel, "error", err)
+		return SteeringInfo{}, notFound
 	}
-	if rel, err := filepath.Rel(realDir, real); err != nil || !filepath.IsLocal(rel) {
-		return "", invalid("path", "path %q leaves the server's steering directory", path)
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		s.log.Warn("steering load refused", "path", rel, "error", err)
+		return SteeringInfo{}, notFound
 	}
-	return full, nil
+	if !fi.Mode().IsRegular() {
+		return SteeringInfo{}, invalid("path", "%s is not a regular file (it is a %s)", shortQuote(rel), fileKind(fi.Mode()))
+	}
+	if fi.Size() > MaxSteerFileBytes {
+		return SteeringInfo{}, invalid("path", "%s is %d bytes, more than the limit of %d bytes for a steering file", shortQuote(rel), fi.Size(), MaxSteerFileBytes)
+	}
+	data, err := io.ReadAll(io.LimitReader(fh, MaxSteerFileBytes+1))
+	if err != nil {
+		s.log.Warn("steering load failed", "path", rel, "error", err)
+		return SteeringInfo{}, invalid("path", "reading %s failed (details in the server log)", shortQuote(rel))
+	}
+	if len(data) > MaxSteerFileBytes {
+		return SteeringInfo{}, invalid("path", "%s is more than the limit of %d bytes for a steering file", shortQuote(rel), MaxSteerFileBytes)
+	}
+	f, err := steer.Decode(data)
+	if err != nil {
+		// Parse errors may quote the file's bytes: they go to the log only.
+		s.log.Warn("steering load refused: not a valid steering file", "path", rel, "error", err)
+		return SteeringInfo{}, invalid("path", "%s is not a valid matsteer steering file (details in the server log)", shortQuote(rel))
+	}
+	return s.register(name, rel, f, replace)
+}
+
+// fileKind names the kind of a file that is not a regular file.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "special file"
 }

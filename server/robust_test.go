@@ -136,15 +136,16 @@ func TestSteeringManagement(t *testing.T) {
 		t.Fatalf("item %v", item)
 	}
 
-	// Load a second file at run time, under a new name.
-	body := fmt.Sprintf(`{"name":"t2","path":%q}`, f.steerPath)
+	// Load a second file at run time, under a new name (paths are relative
+	// to the steering directory, f.dir).
+	body := `{"name":"t2","path":"tone.gguf"}`
 	if status, v := f.post("/v1/steering", body); status != 201 || v["name"] != "t2" {
 		t.Fatalf("load: %d %v", status, v)
 	}
 	if status, v := f.post("/v1/steering", body); status != 409 {
 		t.Fatalf("load twice: %d %v", status, v)
 	}
-	if status, v := f.post("/v1/steering", fmt.Sprintf(`{"name":"t2","path":%q,"replace":true}`, f.steerPath)); status != 201 {
+	if status, v := f.post("/v1/steering", `{"name":"t2","path":"tone.gguf","replace":true}`); status != 201 {
 		t.Fatalf("replace: %d %v", status, v)
 	}
 	// Bad loads: each a 4xx naming the problem.
@@ -163,13 +164,13 @@ func TestSteeringManagement(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct{ body, param, contains string }{
-		{fmt.Sprintf(`{"name":"w","path":%q}`, widePath), "path", "n_embd"},
-		{fmt.Sprintf(`{"name":"d","path":%q}`, deepPath), "path", "layer"},
-		{fmt.Sprintf(`{"name":"j","path":%q}`, junk), "path", "loading steering file"},
-		{`{"name":"x","path":"/does/not/exist.gguf"}`, "path", "loading steering file"},
-		{fmt.Sprintf(`{"name":"bad name!","path":%q}`, f.steerPath), "name", "letters"},
+		{fmt.Sprintf(`{"name":"w","path":%q}`, filepath.Base(widePath)), "path", "n_embd"},
+		{fmt.Sprintf(`{"name":"d","path":%q}`, filepath.Base(deepPath)), "path", "layer"},
+		{fmt.Sprintf(`{"name":"j","path":%q}`, filepath.Base(junk)), "path", "not a valid matsteer steering file"},
+		{`{"name":"x","path":"does/not/exist.gguf"}`, "path", "no loadable steering file"},
+		{`{"name":"bad name!","path":"tone.gguf"}`, "name", "letters"},
 		{`{"name":"x"}`, "path", "required"},
-		{`{"name":"x","path":"a","extra":1}`, "extra", "unknown field"},
+		{`{"name":"x","path":"a","extra":1}`, "extra", `unknown field "extra" in the request body (known fields: name, path, replace)`},
 	} {
 		status, v := f.post("/v1/steering", c.body)
 		msg, _, param := errorOf(t, v)
@@ -217,6 +218,18 @@ func TestSteeringManagement(t *testing.T) {
 func TestSteeringDirAndReadOnly(t *testing.T) {
 	dir := t.TempDir()
 	f := newFixture(t, fixtureOpts{cfg: func(c *Config) { c.SteerDir = dir }})
+	// Without a steering directory, runtime loads and unloads are off.
+	off := newFixture(t, fixtureOpts{cfg: func(c *Config) { c.SteerDir = "" }})
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/steering", fmt.Sprintf(`{"name":"x","path":%q}`, off.steerPath)},
+		{"POST", "/v1/steering", `{"name":"x","path":"/dev/zero"}`},
+		{"DELETE", "/v1/steering/tone", ""},
+	} {
+		status, v := off.do(c.method, c.path, c.body)
+		if msg, _, _ := errorOf(t, v); status != 403 || !strings.Contains(msg, "--steer-dir") {
+			t.Errorf("no steering directory: %s %s: %d %v", c.method, c.body, status, v)
+		}
+	}
 	if err := f.file.WriteFile(filepath.Join(dir, "ok.gguf")); err != nil {
 		t.Fatal(err)
 	}

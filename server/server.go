@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +28,21 @@ const (
 	// DefaultQueuePerSlot sets the default queue bound: this many waiting
 	// requests per slot.
 	DefaultQueuePerSlot = 8
+)
+
+// Ranges of the Config fields (New refuses values outside them).
+const (
+	MaxParallel     = 256     // Parallel in [1, MaxParallel]
+	MinNCtx         = 256     // NCtx in [MinNCtx, the model's training context]
+	MaxQueue        = 1 << 16 // QueueSize in [-1, MaxQueue]
+	MaxThreads      = 1024    // Threads in [0, MaxThreads]
+	MinMaxBodyBytes = 1 << 10 // MaxBodyBytes in [MinMaxBodyBytes, MaxMaxBodyBytes]
+	MaxMaxBodyBytes = 1 << 28
+	// MaxSteerFileBytes bounds the steering files loaded over HTTP.
+	MaxSteerFileBytes = 64 << 20
+	// shutdownDrain bounds how long Serve waits, after the grace period,
+	// for the requests it stopped to send their last bytes.
+	shutdownDrain = 5 * time.Second
 )
 
 // Config configures a Server.
@@ -49,8 +65,9 @@ type Config struct {
 	// new requests get 503 (0: DefaultQueuePerSlot × Parallel; < 0: no
 	// waiting at all).
 	QueueSize int
-	// NCtx is each slot's context length in tokens (0: DefaultNCtx, capped
-	// at the model's training length).
+	// NCtx is each slot's context length in tokens (0: DefaultNCtx, or the
+	// model's training length when that is shorter; otherwise in
+	// [MinNCtx, the model's training length]).
 	NCtx int
 	// Threads is each slot's CPU thread count (0: all cores).
 	Threads int
@@ -59,10 +76,14 @@ type Config struct {
 	// AuditLog, when set, receives one JSON line per steered row of every
 	// steered request (see the package documentation).
 	AuditLog io.Writer
-	// SteerDir, when set, restricts POST /v1/steering to files inside this
-	// directory (paths are taken relative to it).
+	// SteerDir enables POST and DELETE /v1/steering, for files inside this
+	// directory only: paths are taken relative to it and may not leave it,
+	// also through symbolic links. It must be an existing directory. Without
+	// it the steering files are fixed once the server starts (LoadSteering
+	// from Go still works).
 	SteerDir string
-	// ReadOnlySteering disables POST and DELETE /v1/steering.
+	// ReadOnlySteering disables POST and DELETE /v1/steering even with a
+	// SteerDir.
 	ReadOnlySteering bool
 	// APIKey, when set, is required as "Authorization: Bearer KEY" on every
 	// /v1 endpoint.
@@ -85,10 +106,14 @@ type Stats struct {
 	SlotsBusy  int64 `json:"slots_busy"`
 	Queued     int64 `json:"queued"`
 	QueueLimit int   `json:"queue_limit"`
-	Completed  int64 `json:"requests_completed"` // generations that finished (stop or length)
-	Cancelled  int64 `json:"requests_cancelled"` // generations cancelled by a disconnected client or shutdown
-	Rejected   int64 `json:"requests_rejected"`  // refused because the queue was full
-	Failed     int64 `json:"requests_failed"`    // generations that failed with a server error
+	// Admitted counts the valid generation requests that went on to wait for
+	// a slot; each ends as exactly one of the four below, so once the server
+	// is idle Admitted == Completed + Cancelled + Rejected + Failed.
+	Admitted  int64 `json:"requests_admitted"`
+	Completed int64 `json:"requests_completed"` // generations that finished (stop or length)
+	Cancelled int64 `json:"requests_cancelled"` // stopped by a disconnected client or by shutdown (queued or running)
+	Rejected  int64 `json:"requests_rejected"`  // refused because the queue was full
+	Failed    int64 `json:"requests_failed"`    // generations that failed with a server error
 }
 
 // Server serves the OpenAI-compatible API with per-request steering.
@@ -103,10 +128,17 @@ type Server struct {
 	log     *slog.Logger
 	audit   *auditLog
 
-	slots chan *slot
-	all   []*slot
-	reg   registry
+	slots     chan *slot
+	all       []*slot
+	reg       registry
+	steerRoot *os.Root // SteerDir, opened; nil: no runtime loads
 
+	// stopping is cancelled when the shutdown grace period is over (or by
+	// Close): running generations end, queued requests get 503.
+	stopping context.Context
+	stop     context.CancelFunc
+
+	admitted  atomic.Int64
 	queued    atomic.Int64
 	busy      atomic.Int64
 	completed atomic.Int64
@@ -123,26 +155,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Model == nil || cfg.Catalog == nil {
 		return nil, errors.New("server: Config.Model and Config.Catalog are required")
 	}
-	if cfg.Parallel == 0 {
-		cfg.Parallel = DefaultParallel
-	}
-	if cfg.Parallel < 0 || cfg.Parallel > 256 {
-		return nil, fmt.Errorf("server: %d slots is out of range [1, 256]", cfg.Parallel)
-	}
-	switch {
-	case cfg.QueueSize == 0:
-		cfg.QueueSize = DefaultQueuePerSlot * cfg.Parallel
-	case cfg.QueueSize < 0:
-		cfg.QueueSize = 0
-	}
-	if cfg.NCtx == 0 {
-		cfg.NCtx = DefaultNCtx
-	}
-	if cfg.NCtx < 0 {
-		return nil, fmt.Errorf("server: context length %d is negative", cfg.NCtx)
-	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	if err := checkConfig(&cfg); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	if cfg.ModelID == "" {
 		cfg.ModelID = defaultModelID(cfg.Model)
@@ -157,12 +171,24 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AuditLog != nil {
 		s.audit = &auditLog{w: cfg.AuditLog, log: cfg.Logger}
 	}
+	if err := s.checkChatTemplate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.SteerDir != "" && !cfg.ReadOnlySteering {
+		root, err := openSteerDir(cfg.SteerDir)
+		if err != nil {
+			return nil, fmt.Errorf("server: steering directory: %w", err)
+		}
+		s.steerRoot = root
+	}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	for i := 0; i < cfg.Parallel; i++ {
 		h := hooks.New(cfg.Catalog)
 		c, err := llama.NewContext(cfg.Model, llama.ContextParams{NCtx: cfg.NCtx, Threads: cfg.Threads, ThreadsBatch: cfg.Threads, Hook: h})
 		if err != nil {
 			h.Close()
 			s.freeSlots()
+			s.closeSteerRoot()
 			return nil, fmt.Errorf("server: slot %d: %w", i, err)
 		}
 		sl := &slot{id: i, ctx: c, hooks: h}
@@ -181,15 +207,104 @@ func (s *Server) freeSlots() {
 	s.all = nil
 }
 
-// Close waits for every slot to be free, then frees the contexts. Stop
+// Close stops the generations still running (their requests end as after a
+// shutdown), waits for every slot to be free, then frees the contexts. Stop
 // serving HTTP first (Serve does this on its own).
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		s.stop()
 		for range s.all {
 			<-s.slots
 		}
 		s.freeSlots()
+		s.closeSteerRoot()
 	})
+}
+
+func (s *Server) closeSteerRoot() {
+	if s.steerRoot != nil {
+		s.steerRoot.Close()
+	}
+}
+
+// checkConfig applies the defaults and checks every numeric field's range.
+func checkConfig(cfg *Config) error {
+	if cfg.Parallel == 0 {
+		cfg.Parallel = DefaultParallel
+	}
+	if cfg.Parallel < 1 || cfg.Parallel > MaxParallel {
+		return fmt.Errorf("%d slots is out of range [1, %d]", cfg.Parallel, MaxParallel)
+	}
+	switch {
+	case cfg.QueueSize < -1 || cfg.QueueSize > MaxQueue:
+		return fmt.Errorf("queue size %d is out of range [-1 (no queue), %d]", cfg.QueueSize, MaxQueue)
+	case cfg.QueueSize == 0:
+		cfg.QueueSize = DefaultQueuePerSlot * cfg.Parallel
+	case cfg.QueueSize == -1:
+		cfg.QueueSize = 0
+	}
+	train := cfg.Model.NCtxTrain()
+	switch {
+	case cfg.NCtx == 0:
+		cfg.NCtx = DefaultNCtx
+		if train > 0 && train < cfg.NCtx {
+			cfg.NCtx = train
+		}
+	case cfg.NCtx < MinNCtx:
+		return fmt.Errorf("context length %d is out of range: at least %d tokens", cfg.NCtx, MinNCtx)
+	case train > 0 && cfg.NCtx > train:
+		return fmt.Errorf("context length %d is longer than the model's training context of %d tokens", cfg.NCtx, train)
+	}
+	if cfg.Threads < 0 || cfg.Threads > MaxThreads {
+		return fmt.Errorf("%d threads is out of range [1, %d] (0: all cores)", cfg.Threads, MaxThreads)
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxBodyBytes < MinMaxBodyBytes || cfg.MaxBodyBytes > MaxMaxBodyBytes {
+		return fmt.Errorf("request body limit %d is out of range [%d, %d] bytes", cfg.MaxBodyBytes, MinMaxBodyBytes, MaxMaxBodyBytes)
+	}
+	return nil
+}
+
+// sampleConversation is what New applies the chat template to, to refuse a
+// broken template at start-up rather than on every chat request.
+var sampleConversation = []llama.ChatMessage{
+	{Role: "system", Content: "matsteer-check-system"},
+	{Role: "user", Content: "matsteer-check-user"},
+	{Role: "assistant", Content: "matsteer-check-assistant"},
+	{Role: "user", Content: "matsteer-check-again"},
+}
+
+// checkChatTemplate applies Config.ChatTemplate to a sample conversation: a
+// template that fails, or that drops the messages, is a start-up error. A
+// model's own template that fails only disables chat (with a warning).
+func (s *Server) checkChatTemplate() error {
+	tmpl := s.cfg.ChatTemplate
+	if tmpl == "" && s.model.ChatTemplate() == "" {
+		return nil
+	}
+	out, err := s.model.ApplyChatTemplate(tmpl, sampleConversation, true)
+	if err == nil {
+		for _, m := range sampleConversation {
+			if !strings.Contains(out, m.Content) {
+				err = fmt.Errorf("its output leaves out the %s message", m.Role)
+				break
+			}
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if tmpl == "" {
+		s.log.Warn("the model's chat template does not work: /v1/chat/completions will fail; set a chat template", "error", err)
+		return nil
+	}
+	shown := tmpl
+	if len(shown) > 60 {
+		shown = shown[:60] + "..."
+	}
+	return fmt.Errorf("chat template %q does not work on a sample conversation: %v (use a llama.cpp template name such as chatml, or a template llama.cpp supports)", shown, err)
 }
 
 // NCtx is each slot's context length in tokens.
@@ -201,11 +316,15 @@ func (s *Server) ModelID() string { return s.modelID }
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{Slots: len(s.all), SlotsBusy: s.busy.Load(), Queued: s.queued.Load(), QueueLimit: s.cfg.QueueSize,
-		Completed: s.completed.Load(), Cancelled: s.cancelled.Load(), Rejected: s.rejected.Load(), Failed: s.failed.Load()}
+		Admitted: s.admitted.Load(), Completed: s.completed.Load(), Cancelled: s.cancelled.Load(), Rejected: s.rejected.Load(), Failed: s.failed.Load()}
 }
 
 // acquire takes a free slot, waiting in the bounded queue when none is free.
+// It fails with errShuttingDown once the server stops.
 func (s *Server) acquire(ctx context.Context) (*slot, error) {
+	if s.stopping.Err() != nil {
+		return nil, errShuttingDown
+	}
 	select {
 	case sl := <-s.slots:
 		s.busy.Add(1)
@@ -214,7 +333,6 @@ func (s *Server) acquire(ctx context.Context) (*slot, error) {
 	}
 	if n := s.queued.Add(1); n > int64(s.cfg.QueueSize) {
 		s.queued.Add(-1)
-		s.rejected.Add(1)
 		return nil, &APIError{Status: http.StatusServiceUnavailable, Type: errOverloaded, Code: "queue_full",
 			Message: fmt.Sprintf("server busy: all %d slots are generating and the queue of %d waiting requests is full; retry later", len(s.all), s.cfg.QueueSize)}
 	}
@@ -225,6 +343,8 @@ func (s *Server) acquire(ctx context.Context) (*slot, error) {
 		return sl, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-s.stopping.Done():
+		return nil, errShuttingDown
 	}
 }
 
@@ -235,13 +355,24 @@ func (s *Server) release(sl *slot) {
 	s.slots <- sl
 }
 
-// Serve serves HTTP on ln until ctx is cancelled, then shuts down
-// gracefully: it stops accepting connections and lets running requests
-// finish for up to grace, then cancels the generations still running.
-// It returns nil after a graceful shutdown, once no handler is running.
+// Serve serves HTTP on ln until ctx is cancelled, then shuts down:
+//
+//   - it stops accepting connections and lets running and queued requests
+//     finish for up to grace;
+//   - then it stops the server for good (as Close does): running generations
+//     end, a started stream with a final chunk (finish_reason "length") and
+//     "data: [DONE]", any other request with a complete 503 JSON error (code
+//     "server_shutting_down"), and so do the requests still queued;
+//   - it waits a few seconds for those responses to be sent, then closes the
+//     connections that remain.
+//
+// It returns nil after a shutdown, once no handler is running.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
-	genCtx, cancelGen := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelGen()
+	if grace < 0 {
+		return fmt.Errorf("serve: negative shutdown grace period %v", grace)
+	}
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
 	var active sync.WaitGroup // handlers still running
 	h := s.Handler()
 	hs := &http.Server{
@@ -254,7 +385,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return genCtx },
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
@@ -267,10 +398,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	s.log.Info("shutting down", "grace", grace.String(), "busy", s.busy.Load(), "queued", s.queued.Load())
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	err := hs.Shutdown(sctx)
-	if err != nil {
-		s.log.Warn("grace period over: cancelling running generations", "busy", s.busy.Load())
-		cancelGen()
+	if err := hs.Shutdown(sctx); err != nil {
+		s.log.Warn("grace period over: stopping running and queued requests", "busy", s.busy.Load(), "queued", s.queued.Load())
+		s.stop()
+		// Shutdown again: it returns once every stopped request has sent its
+		// last bytes and its connection closed.
+		dctx, dcancel := context.WithTimeout(context.Background(), shutdownDrain)
+		if err := hs.Shutdown(dctx); err != nil && dctx.Err() != nil {
+			s.log.Warn("closing the connections of requests that did not end in time")
+		}
+		dcancel()
+		cancelBase()
 		_ = hs.Close()
 		active.Wait() // cancelled generations end within a token
 	}
