@@ -33,7 +33,7 @@ const (
 // Ranges of the Config fields (New refuses values outside them).
 const (
 	MaxParallel     = 256     // Parallel in [1, MaxParallel]
-	MinNCtx         = 256     // NCtx in [MinNCtx, the model's training context]
+	MinNCtx         = 256     // NCtx: a multiple of MinNCtx up to the model's training context
 	MaxQueue        = 1 << 16 // QueueSize in [-1, MaxQueue]
 	MaxThreads      = 1024    // Threads in [0, MaxThreads]
 	MinMaxBodyBytes = 1 << 10 // MaxBodyBytes in [MinMaxBodyBytes, MaxMaxBodyBytes]
@@ -66,8 +66,8 @@ type Config struct {
 	// waiting at all).
 	QueueSize int
 	// NCtx is each slot's context length in tokens (0: DefaultNCtx, or the
-	// model's training length when that is shorter; otherwise in
-	// [MinNCtx, the model's training length]).
+	// model's training length when that is shorter; otherwise a multiple of
+	// MinNCtx up to the model's training length).
 	NCtx int
 	// Threads is each slot's CPU thread count (0: all cores).
 	Threads int
@@ -252,6 +252,8 @@ func checkConfig(cfg *Config) error {
 		}
 	case cfg.NCtx < MinNCtx:
 		return fmt.Errorf("context length %d is out of range: at least %d tokens", cfg.NCtx, MinNCtx)
+	case cfg.NCtx%MinNCtx != 0:
+		return fmt.Errorf("context length %d is not a multiple of %d (llama.cpp would round it up)", cfg.NCtx, MinNCtx)
 	case train > 0 && cfg.NCtx > train:
 		return fmt.Errorf("context length %d is longer than the model's training context of %d tokens", cfg.NCtx, train)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,16 +30,16 @@ and are unsteered without it. See the server package documentation for the full 
 		Flags: append(modelFlags(),
 			&cli.StringSliceFlag{Name: "steer", Usage: "load steering `NAME=FILE` at start-up (repeatable; NAME defaults to the file name without extension)"},
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "listen address (host:port; port 0 picks a free one)"},
-			&cli.IntFlag{Name: "parallel", Aliases: []string{"np"}, Value: server.DefaultParallel, Usage: "slots: requests generated at the same time, each with its own context of --ctx tokens"},
-			&cli.IntFlag{Name: "queue", Usage: "requests that may wait for a slot before new ones get 503 (0: 8 per slot; -1: none)"},
+			intIn(&cli.IntFlag{Name: "parallel", Aliases: []string{"np"}, Value: server.DefaultParallel, Usage: "slots: requests generated at the same time, each with its own context of --ctx tokens"}, 1, server.MaxParallel),
+			intIn(&cli.IntFlag{Name: "queue", Usage: "requests that may wait for a slot before new ones get 503 (0: 8 per slot; -1: none)"}, -1, server.MaxQueue),
 			&cli.StringFlag{Name: "audit-log", Usage: "append the gates of every steered token to this JSONL `FILE`"},
 			&cli.StringFlag{Name: "alias", Usage: "model id reported to clients (default: the model's name)"},
 			&cli.StringFlag{Name: "chat-template", Usage: "chat template (Jinja or a llama.cpp name such as chatml) for models without one"},
-			&cli.Int64Flag{Name: "max-body", Value: server.DefaultMaxBodyBytes, Usage: "largest request body in bytes"},
+			&cli.Int64Flag{Name: "max-body", Value: server.DefaultMaxBodyBytes, Usage: "largest request body in bytes (1 KiB to 256 MiB)"},
 			&cli.StringFlag{Name: "api-key", EnvVars: []string{"MATSTEER_API_KEY"}, Usage: "require \"Authorization: Bearer KEY\" on /v1 endpoints"},
-			&cli.StringFlag{Name: "steer-dir", Usage: "only load steering files from this directory at run time (POST /v1/steering paths are relative to it)"},
-			&cli.BoolFlag{Name: "steer-readonly", Usage: "disable loading and unloading steering files at run time"},
-			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, let running requests finish for this long before cancelling them"},
+			&cli.StringFlag{Name: "steer-dir", Usage: "allow loading and unloading steering files at run time, from this existing directory only (POST /v1/steering paths are relative to it); without it the steering files are fixed at start-up"},
+			&cli.BoolFlag{Name: "steer-readonly", Usage: "disable loading and unloading steering files at run time, even with --steer-dir"},
+			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, let running and queued requests finish for this long (0 to 1h), then end them: streams with a final chunk, others with 503"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log only warnings and errors (default: one line per request)"},
 		),
 		Action: runServe,
@@ -69,15 +70,52 @@ func parseSteerSpecs(specs []string) ([]steerSpec, error) {
 	return out, nil
 }
 
+// maxShutdownTimeout bounds --shutdown-timeout.
+const maxShutdownTimeout = time.Hour
+
+// checkServeFlags checks the flags that can be checked before the model is
+// loaded: numbers against their ranges, the steering directory, the address.
+// (A broken --chat-template fails server.New, before the server listens.)
+func checkServeFlags(c *cli.Context) error {
+	// --parallel and --queue are checked by their flags, --ctx and --threads
+	// by modelFlags and loadModel.
+	if n := c.Int64("max-body"); n < server.MinMaxBodyBytes || n > server.MaxMaxBodyBytes {
+		return fmt.Errorf("--max-body %d is out of range [%d, %d] bytes", n, server.MinMaxBodyBytes, server.MaxMaxBodyBytes)
+	}
+	if d := c.Duration("shutdown-timeout"); d < 0 || d > maxShutdownTimeout {
+		return fmt.Errorf("--shutdown-timeout %v is out of range [0, %v]", d, maxShutdownTimeout)
+	}
+	if dir := c.String("steer-dir"); dir != "" {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("--steer-dir: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("--steer-dir %s is not a directory", dir)
+		}
+	} else if c.IsSet("steer-dir") {
+		return fmt.Errorf("--steer-dir is empty: give a directory, or leave the flag out to fix the steering files at start-up")
+	}
+	if c.String("alias") == "" && c.IsSet("alias") {
+		return fmt.Errorf("--alias is empty")
+	}
+	if _, port, err := net.SplitHostPort(c.String("addr")); err != nil {
+		return fmt.Errorf("--addr %q: want HOST:PORT (%v)", c.String("addr"), err)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("--addr %q: port %q is not a number in [0, 65535]", c.String("addr"), port)
+	}
+	return nil
+}
+
 func runServe(c *cli.Context) error {
 	specs, err := parseSteerSpecs(c.StringSlice("steer"))
 	if err != nil {
 		return err
 	}
-	parallel := c.Int("parallel")
-	if parallel < 1 {
-		return fmt.Errorf("--parallel %d: need at least one slot", parallel)
+	if err := checkServeFlags(c); err != nil {
+		return err
 	}
+	parallel := c.Int("parallel")
 	threads := c.Int("threads")
 	if !c.IsSet("threads") {
 		threads = max(1, runtime.NumCPU()/parallel)
@@ -87,6 +125,15 @@ func runServe(c *cli.Context) error {
 		level = slog.LevelWarn
 	}
 	logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+	var auditLog *os.File
+	if p := c.String("audit-log"); p != "" {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("--audit-log: %w", err)
+		}
+		defer f.Close()
+		auditLog = f
+	}
 
 	m, err := loadModel(c)
 	if err != nil {
@@ -103,13 +150,8 @@ func runServe(c *cli.Context) error {
 		MaxBodyBytes: c.Int64("max-body"), APIKey: c.String("api-key"),
 		SteerDir: c.String("steer-dir"), ReadOnlySteering: c.Bool("steer-readonly"), Logger: logger,
 	}
-	if p := c.String("audit-log"); p != "" {
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err != nil {
-			return fmt.Errorf("--audit-log: %w", err)
-		}
-		defer f.Close()
-		cfg.AuditLog = f
+	if auditLog != nil {
+		cfg.AuditLog = auditLog
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
