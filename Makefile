@@ -64,6 +64,7 @@ fuzz: llama
 	$(GO) test -run '^$$' -fuzz='^FuzzParseToxiGenAnnotated$$' -fuzztime=$(FUZZTIME) ./datasets/
 	$(GO) test -run '^$$' -fuzz='^FuzzParseToxiGenPrompts$$' -fuzztime=$(FUZZTIME) ./datasets/
 	$(GO) test -run '^$$' -fuzz='^FuzzStream$$' -fuzztime=$(FUZZTIME) ./internal/textstream/
+	$(GO) test -run '^$$' -fuzz='^FuzzRequestParsing$$' -fuzztime=$(FUZZTIME) ./server/
 
 vet: llama
 	$(GO) vet $(GOTAGS) ./...
