@@ -24,7 +24,14 @@
 // token ids), max_tokens / max_completion_tokens (default: the rest of the
 // context), temperature (0 to 2, default 1; 0 is greedy), top_p, seed,
 // stop (up to four strings), stream, stream_options.include_usage, plus
-// llama.cpp's top_k, min_p and repeat_penalty. Responses carry usage
+// llama.cpp's top_k, min_p and repeat_penalty. Every number has a checked
+// range: max_tokens in [1, context - prompt], temperature [0, 2], top_p
+// (0, 1], min_p [0, 1], repeat_penalty [0, 10], top_k [0, 2^20] (0: off),
+// seed [0, 2^32-2] (-1 or absent: random), n and best_of 1; a number that
+// does not fit its type (1e400, 1e30 tokens) is a 400 that says so.
+// Generated text is valid UTF-8: a character cut by the end of generation
+// is dropped, never sent as U+FFFD (internal/textstream), and stop
+// sequences only match whole characters. Responses carry usage
 // (prompt, completion and total tokens) and finish_reason "stop" (end of
 // generation or a stop sequence) or "length" (max_tokens or the context
 // is full). Streams are server-sent events ending with "data: [DONE]".
@@ -59,8 +66,15 @@
 // (architecture, width, layer, hook site: steering.Check) and registers it;
 // a name already in use is refused with 409 unless "replace" is true.
 // DELETE /v1/steering/{name} unloads it. Requests already running keep the
-// file they started with. Config.SteerDir (--steer-dir) restricts loads to
-// one directory; Config.ReadOnlySteering (--steer-readonly) disables both.
+// file they started with. Both need Config.SteerDir (--steer-dir): without
+// it they answer 403 and the files are fixed at start-up. Paths are
+// relative to that directory and may not leave it, also through symbolic
+// links (os.Root); only regular files up to MaxSteerFileBytes are read,
+// opened without blocking (a FIFO or device answers at once). Errors never
+// quote the file's bytes (parse errors go to the log), and a path outside
+// the directory gets the same answer whether or not it exists.
+// Config.ReadOnlySteering (--steer-readonly) disables loads even with a
+// directory.
 //
 // # Concurrency and isolation
 //
@@ -111,6 +125,11 @@
 // # Shutdown
 //
 // Serve stops on context cancellation (matsteer serve: SIGINT or SIGTERM):
-// it stops accepting connections, lets running requests finish for a grace
-// period (--shutdown-timeout), then cancels what is still running.
+// it stops accepting connections and lets running and queued requests
+// finish for a grace period (--shutdown-timeout). Then every request still
+// there gets a complete answer: a running stream its final chunk
+// (finish_reason "length") and "data: [DONE]"; any other request, queued or
+// running, a 503 server_overloaded error with code server_shutting_down and
+// Retry-After. Stats.Admitted equals Completed + Cancelled + Rejected +
+// Failed once the server is idle. TestShutdownContract is this contract.
 package server
