@@ -128,6 +128,18 @@ func TestServeCLI(t *testing.T) {
 	if err != nil || comp.Usage.CompletionTokens != 4 {
 		t.Fatalf("completion: %v %+v", err, comp)
 	}
+	// Default: runtime steering loads are off, and answer at once.
+	for _, p := range []string{"/dev/zero", "/dev/urandom", steerPath} {
+		t0 := time.Now()
+		resp, err := http.Post(base+"/v1/steering", "application/json", strings.NewReader(`{"name":"x","path":"`+p+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || time.Since(t0) > 2*time.Second {
+			t.Errorf("default server, load %s: %d after %v", p, resp.StatusCode, time.Since(t0))
+		}
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("serve after SIGINT-style cancel: %v", err)
 	}
