@@ -84,6 +84,10 @@ type Request struct {
 	// cached prefixes only when their keys are equal. With Steering set and
 	// an empty key the request neither uses nor leaves a cached prefix.
 	SteeringKey string
+	// OnAdmit, if set, is called on the caller's goroutine when the request
+	// leaves the queue for a sequence, before its first token (a server
+	// sends its response headers there). An error ends the request.
+	OnAdmit func() error
 }
 
 // Result summarises a finished request.
@@ -153,10 +157,12 @@ type sequence struct {
 	lastUsed int64
 }
 
-// event is one sampled token on its way to the caller.
+// event is one sampled token on its way to the caller, or (admitted) the
+// news that the request left the queue.
 type event struct {
-	tok   llama.Token
-	piece string
+	tok      llama.Token
+	piece    string
+	admitted bool
 }
 
 // request is a Request in the engine.
@@ -309,7 +315,7 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(tok lla
 		maxEvents = e.nCtx
 	}
 	r := &request{Request: req, ctx: ctx, start: time.Now(), smp: smp,
-		events: make(chan event, maxEvents+1), done: make(chan finish, 1), outIdx: -1}
+		events: make(chan event, maxEvents+2), done: make(chan finish, 1), outIdx: -1}
 	if err := e.enqueue(r); err != nil {
 		smp.Close()
 		return res, err
@@ -321,6 +327,16 @@ func (e *Engine) Generate(ctx context.Context, req Request, onToken func(tok lla
 	stopped := false
 	deliver := func(ev event) {
 		if stopped {
+			return
+		}
+		if ev.admitted {
+			if req.OnAdmit != nil {
+				if err := req.OnAdmit(); err != nil {
+					stopped, cbErr = true, err
+					r.stop.Store(true)
+					e.signal()
+				}
+			}
 			return
 		}
 		if res.GeneratedTokens == 0 {
@@ -517,6 +533,7 @@ func (e *Engine) place(r *request) {
 	target.key, target.reusable = key, reuse
 	target.req = r
 	r.seq, r.next, r.cached = target, bestLen, bestLen
+	r.events <- event{admitted: true}
 	e.cached.Add(int64(bestLen))
 	for _, t := range r.Prompt {
 		r.smp.Accept(t)
@@ -689,7 +706,7 @@ func (e *Engine) step() bool {
 			e.end(r, "max_tokens", nil)
 		case len(s.tokens) >= e.nCtx:
 			e.end(r, "context_full", nil)
-		case r.sampled >= cap(r.events)-1:
+		case r.sampled >= cap(r.events)-2:
 			e.end(r, "context_full", nil)
 		default:
 			r.pending = tok

@@ -338,6 +338,22 @@ type steeringChoice struct {
 	opts  steer.ApplyOptions
 }
 
+// cacheKey identifies the steering for the prompt cache: the file's load
+// and every strength (KV entries computed under other strengths differ).
+func (c *steeringChoice) cacheKey() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d|%s|%g", c.entry.load, c.entry.name, c.opts.Global)
+	names := make([]string, 0, len(c.opts.Strengths))
+	for n := range c.opts.Strengths {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "|%q=%g", n, c.opts.Strengths[n])
+	}
+	return b.String()
+}
+
 // parseSteering validates the "steering" extension field against the loaded
 // files; nil means unsteered.
 func (s *Server) parseSteering(raw json.RawMessage) (*steeringChoice, error) {

@@ -14,7 +14,7 @@
 //	GET    /v1/steering/{name}    one steering file
 //	POST   /v1/steering           load a file: {"name": "safety", "path": "safety.gguf", "replace": false}
 //	DELETE /v1/steering/{name}    unload a file
-//	GET    /health                {"status": "ok", slots, slots_busy, queued, request counters}
+//	GET    /health                {"status": "ok", slots, slots_busy, queued, request counters, cached_prompt_tokens}
 //
 // Requests and responses follow OpenAI's wire format, so official clients
 // work unchanged (set the base URL to http://HOST:PORT/v1). Supported request
@@ -78,15 +78,22 @@
 //
 // # Concurrency and isolation
 //
-// The server has Config.Parallel slots (--parallel, default 4), each its own
-// llama.Context and hooks.Hooks on the one shared model. A request takes a
-// free slot, installs a steering intervention made just for it (if any),
-// generates, and removes it, so concurrent requests never see each other's
-// steering: with greedy decoding every request gets exactly the output it
-// gets alone. Requests wait for a slot in a queue bounded by
-// Config.QueueSize (--queue); when it is full they get 503. A client that
-// disconnects (or a request whose context ends) stops its generation within
-// a token and frees its slot, also while waiting in the queue; a streaming
+// The server runs one engine.Engine: one llama.cpp context whose KV memory
+// holds Config.Parallel sequences (--parallel, default 4) of Config.NCtx
+// tokens each. Every decode step is one batch with the next token of each
+// generating request and prompt chunks of newly admitted ones (continuous
+// batching); Config.Threads is the thread budget of that decode, so a lone
+// request gets all of it. Each request gets a steering intervention made
+// just for it (if any), applied by a per-layer router to that request's
+// rows only, so requests with different files, strengths or none share a
+// batch and never see each other's steering: with greedy decoding every
+// request gets the output it gets alone. A request reuses the KV entries of
+// the longest prompt prefix it shares with a cached sequence under the same
+// steering (usage.prompt_tokens_details.cached_tokens says how many).
+// Requests wait for a sequence in a queue bounded by Config.QueueSize
+// (--queue); when it is full they get 503. A client that disconnects (or a
+// request whose context ends) stops its generation within a step and frees
+// its sequence, also while waiting in the queue; a streaming
 // client that stops reading is dropped after 30 s without progress.
 //
 // # Errors

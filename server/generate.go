@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/matsteer/matsteer/engine"
 	"github.com/matsteer/matsteer/internal/textstream"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steering"
@@ -27,6 +28,7 @@ type job struct {
 type outcome struct {
 	finish           string // "stop" or "length"
 	promptTokens     int
+	cachedTokens     int // prompt tokens served from the prompt cache
 	completionTokens int
 }
 
@@ -71,18 +73,17 @@ func (s *Server) checkLength(j *job, maxTokens *int, param string) error {
 	return nil
 }
 
-// run executes j on a free slot. start is called once the slot is held,
-// before the prompt is evaluated (streaming handlers send their headers
-// there); emit receives the generated text as it becomes final. Cancelling
-// ctx (the client went away, or the server shuts down) stops generation and
-// frees the slot.
+// run executes j on the engine. start is called once the request leaves the
+// queue for a sequence, before its prompt is evaluated (streaming handlers
+// send their headers there); emit receives the generated text as it becomes
+// final. Cancelling ctx (the client went away) or the end of the shutdown
+// grace period stops the request and frees its sequence.
 func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(string) error) (outcome, error) {
 	out := outcome{promptTokens: len(j.prompt)}
-	var iv *steering.Intervention
+	req := engine.Request{Prompt: j.prompt, MaxTokens: j.maxTokens, Sampler: j.sampler}
 	var rec *auditRecorder
 	if j.steer != nil {
-		var err error
-		iv, err = steering.New(j.steer.entry.file, j.steer.opts, s.model, s.cat)
+		iv, err := steering.New(j.steer.entry.file, j.steer.opts, s.model, s.cat)
 		if err != nil {
 			return out, invalid("steering", "steering file %q: %v", j.steer.entry.name, err)
 		}
@@ -90,36 +91,34 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 			rec = newAuditRecorder(s.model, j.id, j.steer.entry.name, iv.Attributes(), len(j.prompt))
 			iv.SetAudit(rec.row)
 		}
+		req.Steering, req.SteeringKey = iv, j.steer.cacheKey()
+		if rec != nil {
+			// Audited requests see every steered row of their own prompt.
+			req.SteeringKey = ""
+		}
 	}
 	s.admitted.Add(1)
-	sl, err := s.acquire(ctx)
-	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-			s.cancelled.Add(1)
-			return out, errClientGone
-		case errors.Is(err, errShuttingDown):
-			s.cancelled.Add(1)
-		default:
-			s.rejected.Add(1)
-		}
-		return out, err
-	}
-	defer s.release(sl)
-	if iv != nil {
-		if err := steering.Install(sl.hooks, iv); err != nil {
-			s.failed.Add(1)
-			return out, fmt.Errorf("installing steering file %q: %w", j.steer.entry.name, err)
-		}
-	}
-	if rec != nil {
-		defer func() { s.audit.commit(rec.buf.Bytes()) }()
-	}
-	if err := start(); err != nil {
+	if s.stopping.Err() != nil {
 		s.cancelled.Add(1)
-		return out, errClientGone
+		return out, errShuttingDown
 	}
+	// The generation stops when the client goes away or when the server's
+	// shutdown grace period is over.
+	genCtx, cancelGen := context.WithCancel(ctx)
+	defer cancelGen()
+	stopAfter := context.AfterFunc(s.stopping, cancelGen)
+	defer stopAfter()
 
+	started := false
+	var startErr error
+	req.OnAdmit = func() error {
+		started = true
+		if err := start(); err != nil {
+			startErr = err
+			return err
+		}
+		return nil
+	}
 	text := textstream.NewStream(j.stops)
 	var emitErr error
 	send := func(t string) error {
@@ -132,37 +131,40 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 		}
 		return nil
 	}
-	// The generation stops when the client goes away or when the server's
-	// shutdown grace period is over.
-	genCtx, cancelGen := context.WithCancel(ctx)
-	defer cancelGen()
-	stopAfter := context.AfterFunc(s.stopping, cancelGen)
-	defer stopAfter()
-	// Cancelling genCtx aborts the decode; Generate waits for a started abort
-	// before it returns, so none can reach the slot's next request.
 	t0 := time.Now()
-	st, err := sl.ctx.Generate(genCtx, j.prompt, llama.GenerateOptions{MaxTokens: j.maxTokens, Sampler: j.sampler},
-		func(_ llama.Token, piece string) error {
-			t, hit := text.Push(piece)
-			if err := send(t); err != nil {
-				return err
-			}
-			if hit {
-				return llama.ErrStop
-			}
-			return nil
-		})
-	out.completionTokens = st.GeneratedTokens
+	res, err := s.eng.Generate(genCtx, req, func(_ llama.Token, piece string) error {
+		t, hit := text.Push(piece)
+		if err := send(t); err != nil {
+			return err
+		}
+		if hit {
+			return llama.ErrStop
+		}
+		return nil
+	})
+	if rec != nil && started {
+		s.audit.commit(rec.buf.Bytes())
+	}
+	out.completionTokens = res.GeneratedTokens
+	out.cachedTokens = res.CachedTokens
 	switch {
-	case ctx.Err() != nil || emitErr != nil:
+	case errors.Is(err, engine.ErrQueueFull):
+		s.rejected.Add(1)
+		st := s.eng.Stats()
+		return out, &APIError{Status: http.StatusServiceUnavailable, Type: errOverloaded, Code: "queue_full",
+			Message: fmt.Sprintf("server busy: all %d sequences are generating and the queue of %d waiting requests is full; retry later", st.Parallel, st.QueueLimit)}
+	case ctx.Err() != nil || emitErr != nil || startErr != nil:
 		s.cancelled.Add(1)
-		s.log.Info("generation cancelled", "id", j.id, "slot", sl.id, "generated", st.GeneratedTokens)
+		s.log.Info("generation cancelled", "id", j.id, "generated", res.GeneratedTokens)
 		return out, errClientGone
-	case err != nil && genCtx.Err() != nil:
+	case errors.Is(err, engine.ErrClosed) || (err != nil && genCtx.Err() != nil):
+		s.cancelled.Add(1)
+		if !started {
+			return out, errShuttingDown
+		}
 		// Shutdown: what was generated is final; the caller ends a started
 		// stream properly.
-		s.cancelled.Add(1)
-		s.log.Warn("generation stopped by shutdown", "id", j.id, "slot", sl.id, "generated", st.GeneratedTokens)
+		s.log.Warn("generation stopped by shutdown", "id", j.id, "generated", res.GeneratedTokens)
 		out.finish = "length"
 		if send(text.Flush()) != nil {
 			return out, errClientGone
@@ -170,7 +172,7 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 		return out, errShuttingDown
 	case err != nil:
 		s.failed.Add(1)
-		return out, fmt.Errorf("generation failed on slot %d: %w", sl.id, err)
+		return out, fmt.Errorf("generation failed: %w", err)
 	}
 	stopped := text.Stopped()
 	// The held-back text is final now; an incomplete character at the end
@@ -180,7 +182,7 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 		return out, errClientGone
 	}
 	switch {
-	case stopped || st.StopReason == "eog":
+	case stopped || res.StopReason == "eog":
 		out.finish = "stop"
 	default: // max_tokens, context_full
 		out.finish = "length"
@@ -190,8 +192,8 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 	if j.steer != nil {
 		steerName = j.steer.entry.name
 	}
-	s.log.Info("request", "id", j.id, "endpoint", j.endpoint, "slot", sl.id, "steering", steerName,
-		"prompt_tokens", out.promptTokens, "completion_tokens", out.completionTokens, "finish", out.finish,
-		"duration", time.Since(t0).Round(time.Millisecond).String())
+	s.log.Info("request", "id", j.id, "endpoint", j.endpoint, "steering", steerName,
+		"prompt_tokens", out.promptTokens, "cached_tokens", out.cachedTokens, "completion_tokens", out.completionTokens,
+		"finish", out.finish, "queued", res.Queued.Round(time.Millisecond).String(), "duration", time.Since(t0).Round(time.Millisecond).String())
 	return out, nil
 }

@@ -112,6 +112,21 @@ func (f *fixture) chatTokens(user string) []llama.Token {
 	return toks
 }
 
+// chatTokensWithSystem tokenizes a system and a user message the way the
+// server does.
+func (f *fixture) chatTokensWithSystem(system, user string) []llama.Token {
+	f.t.Helper()
+	text, err := f.m.ApplyChatTemplate("", []llama.ChatMessage{{Role: "system", Content: system}, {Role: "user", Content: user}}, true)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	toks, err := f.m.Tokenize(text, true, true)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return toks
+}
+
 // reference generates greedily on a fresh context of its own, without the
 // server, with steering installed when opts is non-nil. It returns the
 // text as the server sends it: invalid UTF-8 bytes replaced one by one (as

@@ -31,6 +31,9 @@ type steerEntry struct {
 	point    hooks.Point
 	loadedAt time.Time
 	attrs    map[string]bool
+	// load numbers this load of the file: a file reloaded under the same
+	// name is a different steering for the prompt cache.
+	load uint64
 }
 
 // registry holds the loaded steering files by name.
@@ -145,7 +148,7 @@ func (s *Server) register(name, path string, f *steer.File, replace bool) (Steer
 	if err != nil {
 		return SteeringInfo{}, invalid("path", "steering file %s does not fit the model: %v", path, err)
 	}
-	e := &steerEntry{name: name, path: path, file: f, point: p, loadedAt: time.Now(), attrs: map[string]bool{}}
+	e := &steerEntry{name: name, path: path, file: f, point: p, loadedAt: time.Now(), attrs: map[string]bool{}, load: s.loadSeq.Add(1)}
 	for _, a := range f.Attributes {
 		e.attrs[a.Name] = true
 	}

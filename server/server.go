@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/matsteer/matsteer/engine"
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
 )
@@ -47,7 +48,7 @@ const (
 
 // Config configures a Server.
 type Config struct {
-	// Model is the loaded model, shared by every slot (required).
+	// Model is the loaded model (required).
 	Model *llama.Model
 	// Catalog is hooks.Probe(Model) (required).
 	Catalog *hooks.Catalog
@@ -58,19 +59,25 @@ type Config struct {
 	// /v1/chat/completions (a Jinja template or a llama.cpp template name
 	// such as "chatml"; "": the model's own).
 	ChatTemplate string
-	// Parallel is the number of slots: contexts that generate at the same
-	// time, each with its own KV memory and hooks (0: DefaultParallel).
+	// Parallel is the number of requests generated together: the sequences
+	// of the one context that decodes them all in a shared batch (see
+	// package engine). The KV memory holds Parallel × NCtx tokens
+	// (0: DefaultParallel).
 	Parallel int
-	// QueueSize bounds the requests waiting for a free slot; when it is full
-	// new requests get 503 (0: DefaultQueuePerSlot × Parallel; < 0: no
+	// QueueSize bounds the requests waiting for a free sequence; when it is
+	// full new requests get 503 (0: DefaultQueuePerSlot × Parallel; < 0: no
 	// waiting at all).
 	QueueSize int
-	// NCtx is each slot's context length in tokens (0: DefaultNCtx, or the
-	// model's training length when that is shorter; otherwise a multiple of
-	// MinNCtx up to the model's training length).
+	// NCtx is each request's context length in tokens, prompt plus
+	// completion (0: DefaultNCtx, or the model's training length when that
+	// is shorter; otherwise a multiple of MinNCtx up to the model's training
+	// length).
 	NCtx int
-	// Threads is each slot's CPU thread count (0: all cores).
+	// Threads is the total CPU thread budget of the decode; a lone request
+	// gets all of it (0: all cores).
 	Threads int
+	// NoPromptCache switches off the reuse of cached prompt prefixes.
+	NoPromptCache bool
 	// MaxBodyBytes limits request bodies (0: DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// AuditLog, when set, receives one JSON line per steered row of every
@@ -93,13 +100,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// slot is one inference context with its own hooks.
-type slot struct {
-	id    int
-	ctx   *llama.Context
-	hooks *hooks.Hooks
-}
-
 // Stats are the server's counters (also reported by GET /health).
 type Stats struct {
 	Slots      int   `json:"slots"`
@@ -114,6 +114,8 @@ type Stats struct {
 	Cancelled int64 `json:"requests_cancelled"` // stopped by a disconnected client or by shutdown (queued or running)
 	Rejected  int64 `json:"requests_rejected"`  // refused because the queue was full
 	Failed    int64 `json:"requests_failed"`    // generations that failed with a server error
+	// CachedTokens counts the prompt tokens served from the prompt cache.
+	CachedTokens int64 `json:"cached_prompt_tokens"`
 }
 
 // Server serves the OpenAI-compatible API with per-request steering.
@@ -128,8 +130,7 @@ type Server struct {
 	log     *slog.Logger
 	audit   *auditLog
 
-	slots     chan *slot
-	all       []*slot
+	eng       *engine.Engine
 	reg       registry
 	steerRoot *os.Root // SteerDir, opened; nil: no runtime loads
 
@@ -139,8 +140,7 @@ type Server struct {
 	stop     context.CancelFunc
 
 	admitted  atomic.Int64
-	queued    atomic.Int64
-	busy      atomic.Int64
+	loadSeq   atomic.Uint64 // numbers steering loads (prompt-cache identity)
 	completed atomic.Int64
 	cancelled atomic.Int64
 	rejected  atomic.Int64
@@ -166,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, model: cfg.Model, cat: cfg.Catalog, modelID: cfg.ModelID, created: time.Now().Unix(),
-		log: cfg.Logger, slots: make(chan *slot, cfg.Parallel), reg: registry{m: map[string]*steerEntry{}},
+		log: cfg.Logger, reg: registry{m: map[string]*steerEntry{}},
 	}
 	if cfg.AuditLog != nil {
 		s.audit = &auditLog{w: cfg.AuditLog, log: cfg.Logger}
@@ -182,41 +182,28 @@ func New(cfg Config) (*Server, error) {
 		s.steerRoot = root
 	}
 	s.stopping, s.stop = context.WithCancel(context.Background())
-	for i := 0; i < cfg.Parallel; i++ {
-		h := hooks.New(cfg.Catalog)
-		c, err := llama.NewContext(cfg.Model, llama.ContextParams{NCtx: cfg.NCtx, Threads: cfg.Threads, ThreadsBatch: cfg.Threads, Hook: h})
-		if err != nil {
-			h.Close()
-			s.freeSlots()
-			s.closeSteerRoot()
-			return nil, fmt.Errorf("server: slot %d: %w", i, err)
-		}
-		sl := &slot{id: i, ctx: c, hooks: h}
-		s.all = append(s.all, sl)
-		s.slots <- sl
+	queue := cfg.QueueSize
+	if queue == 0 {
+		queue = -1 // engine: no waiting at all
 	}
-	s.nCtx = s.all[0].ctx.NCtx()
+	eng, err := engine.New(engine.Config{Model: cfg.Model, Catalog: cfg.Catalog, Parallel: cfg.Parallel, NCtx: cfg.NCtx,
+		Threads: cfg.Threads, QueueSize: queue, NoPromptCache: cfg.NoPromptCache})
+	if err != nil {
+		s.closeSteerRoot()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.eng = eng
+	s.nCtx = eng.NCtx()
 	return s, nil
 }
 
-func (s *Server) freeSlots() {
-	for _, sl := range s.all {
-		sl.ctx.Close()
-		sl.hooks.Close()
-	}
-	s.all = nil
-}
-
-// Close stops the generations still running (their requests end as after a
-// shutdown), waits for every slot to be free, then frees the contexts. Stop
-// serving HTTP first (Serve does this on its own).
+// Close stops the generations still running and queued (their requests end
+// as after a shutdown), then frees the engine's context. Stop serving HTTP
+// first (Serve does this on its own).
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.stop()
-		for range s.all {
-			<-s.slots
-		}
-		s.freeSlots()
+		s.eng.Close()
 		s.closeSteerRoot()
 	})
 }
@@ -317,44 +304,10 @@ func (s *Server) ModelID() string { return s.modelID }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Slots: len(s.all), SlotsBusy: s.busy.Load(), Queued: s.queued.Load(), QueueLimit: s.cfg.QueueSize,
+	st := s.eng.Stats()
+	return Stats{Slots: st.Parallel, SlotsBusy: int64(st.Running), Queued: int64(st.Queued), QueueLimit: s.cfg.QueueSize,
+		CachedTokens: st.CachedTokens,
 		Admitted: s.admitted.Load(), Completed: s.completed.Load(), Cancelled: s.cancelled.Load(), Rejected: s.rejected.Load(), Failed: s.failed.Load()}
-}
-
-// acquire takes a free slot, waiting in the bounded queue when none is free.
-// It fails with errShuttingDown once the server stops.
-func (s *Server) acquire(ctx context.Context) (*slot, error) {
-	if s.stopping.Err() != nil {
-		return nil, errShuttingDown
-	}
-	select {
-	case sl := <-s.slots:
-		s.busy.Add(1)
-		return sl, nil
-	default:
-	}
-	if n := s.queued.Add(1); n > int64(s.cfg.QueueSize) {
-		s.queued.Add(-1)
-		return nil, &APIError{Status: http.StatusServiceUnavailable, Type: errOverloaded, Code: "queue_full",
-			Message: fmt.Sprintf("server busy: all %d slots are generating and the queue of %d waiting requests is full; retry later", len(s.all), s.cfg.QueueSize)}
-	}
-	defer s.queued.Add(-1)
-	select {
-	case sl := <-s.slots:
-		s.busy.Add(1)
-		return sl, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.stopping.Done():
-		return nil, errShuttingDown
-	}
-}
-
-// release removes whatever the request installed and returns the slot.
-func (s *Server) release(sl *slot) {
-	sl.hooks.Clear()
-	s.busy.Add(-1)
-	s.slots <- sl
 }
 
 // Serve serves HTTP on ln until ctx is cancelled, then shuts down:
@@ -397,11 +350,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	s.log.Info("shutting down", "grace", grace.String(), "busy", s.busy.Load(), "queued", s.queued.Load())
+	st := s.eng.Stats()
+	s.log.Info("shutting down", "grace", grace.String(), "busy", st.Running, "queued", st.Queued)
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
-		s.log.Warn("grace period over: stopping running and queued requests", "busy", s.busy.Load(), "queued", s.queued.Load())
+		st := s.eng.Stats()
+		s.log.Warn("grace period over: stopping running and queued requests", "busy", st.Running, "queued", st.Queued)
 		s.stop()
 		// Shutdown again: it returns once every stopped request has sent its
 		// last bytes and its connection closed.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -255,12 +256,22 @@ func TestStopSequences(t *testing.T) {
 // at once to four slots; each must get exactly the output it gets alone.
 func TestConcurrentIsolation(t *testing.T) {
 	f := newFixture(t, fixtureOpts{cfg: func(c *Config) { c.Parallel = 4 }})
+	// A second file at another layer: requests with different files, at
+	// different layers, share the engine's batches.
+	early := filepath.Join(f.dir, "early.gguf")
+	if err := testSteerFile(f.m.NEmbd(), 1).WriteFile(early); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.srv.LoadSteering("early", early, false); err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	type req struct {
 		user     string
 		chat     bool
 		stream   bool
 		steered  bool
+		file     string
 		global   float64
 		strength map[string]float64
 	}
@@ -269,6 +280,7 @@ func TestConcurrentIsolation(t *testing.T) {
 	for i := 0; i < 16; i++ {
 		r := req{user: fmt.Sprintf("Request %d: say something", i%3), chat: i%4 != 3, stream: i%2 == 1, steered: i%4 != 0}
 		if r.steered {
+			r.file = []string{"tone", "early"}[i%2]
 			r.global = globals[i%4]
 			r.strength = map[string]float64{"tone": float64(i%3) * 0.75, "style": float64(i%5) * 0.5}
 		}
@@ -277,7 +289,7 @@ func TestConcurrentIsolation(t *testing.T) {
 	send := func(r req) (string, error) {
 		var opts []option.RequestOption
 		if r.steered {
-			opts = append(opts, steerOpt("tone", r.global, r.strength))
+			opts = append(opts, steerOpt(r.file, r.global, r.strength))
 		}
 		switch {
 		case r.chat && r.stream:
@@ -423,3 +435,52 @@ func TestStreamErrorEvent(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// TestPromptCacheOverHTTP: a repeated prompt reports its cached tokens as
+// OpenAI does and gives the same text; a steered request does not reuse
+// the unsteered prefix, but reuses its own.
+func TestPromptCacheOverHTTP(t *testing.T) {
+	f := newFixture(t, fixtureOpts{cfg: func(c *Config) { c.Parallel = 2 }})
+	ctx := context.Background()
+	system := strings.Repeat("You are a careful assistant who answers briefly. ", 4)
+	ask := func(user string, opts ...option.RequestOption) (string, int64, int64) {
+		t.Helper()
+		p := chatParams(user, 12)
+		p.Messages = append([]openai.ChatCompletionMessageParamUnion{openai.SystemMessage(system)}, p.Messages...)
+		resp, err := f.client.Chat.Completions.New(ctx, p, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Choices[0].Message.Content, resp.Usage.PromptTokens, resp.Usage.PromptTokensDetails.CachedTokens
+	}
+	first, n, cached := ask("Name a colour.")
+	if cached != 0 {
+		t.Fatalf("first request: %d cached tokens", cached)
+	}
+	again, n2, cached := ask("Name a colour.")
+	if again != first || n2 != n || cached != n-1 {
+		t.Fatalf("repeat: %q vs %q, cached %d of %d", again, first, cached, n)
+	}
+	_, _, cached = ask("Name a fruit.")
+	if cached < int64(len(f.chatTokens(system))/2) {
+		t.Fatalf("same system prompt, other question: only %d cached tokens", cached)
+	}
+	steered, _, cached := ask("Name a colour.", steerOpt("tone", 2, nil))
+	if cached != 0 {
+		t.Fatalf("steered request reused %d unsteered tokens", cached)
+	}
+	want := f.reference(f.chatTokensWithSystem(system, "Name a colour."), 12, applyOpts(2, nil))
+	if steered != want {
+		t.Fatalf("steered: %q, alone %q", steered, want)
+	}
+	again, _, cached = ask("Name a colour.", steerOpt("tone", 2, nil))
+	if again != steered || cached != n-1 {
+		t.Fatalf("steered repeat: %q vs %q, cached %d", again, steered, cached)
+	}
+	if _, _, cached = ask("Name a colour.", steerOpt("tone", 1, nil)); cached != 0 {
+		t.Fatalf("other strength reused %d tokens", cached)
+	}
+	if st := f.srv.Stats(); st.CachedTokens == 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+}

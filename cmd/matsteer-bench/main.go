@@ -266,6 +266,21 @@ func (b *bench) generate(e *engine.Engine) (float64, error) {
 	return float64(b.cfg.nGen) / time.Since(start).Seconds(), nil
 }
 
+// generateInline measures llama.Context.Generate (sampling and the callback
+// on the decoding goroutine, as `matsteer generate` does) like generate.
+func (b *bench) generateInline(ctx *llama.Context) (float64, error) {
+	start := time.Now()
+	st, err := ctx.Generate(context.Background(), b.toks[:1], llama.GenerateOptions{MaxTokens: b.cfg.nGen,
+		Sampler: llama.SamplerParams{IgnoreEOG: true}}, func(llama.Token, string) error { return nil })
+	if err != nil {
+		return 0, err
+	}
+	if st.GeneratedTokens != b.cfg.nGen {
+		return 0, fmt.Errorf("generated %d tokens, want %d", st.GeneratedTokens, b.cfg.nGen)
+	}
+	return float64(b.cfg.nGen) / time.Since(start).Seconds(), nil
+}
+
 // busyEmbedder starts goroutines that keep allocating, like a Go program
 // embedding matsteer while doing other work; stop ends them.
 func busyEmbedder(n int) (stop func()) {
@@ -305,7 +320,7 @@ func (b *bench) bindingVsLlamaBench() error {
 			ctx.Close()
 			return err
 		}
-		names := []string{"llama-bench pp", "ours pp", "llama-bench tg", "ours tg (decode loop)", "ours generate (engine)", "ours generate, busy goroutines"}
+		names := []string{"llama-bench pp", "ours pp", "llama-bench tg", "ours tg (decode loop)", "ours generate (llama.Generate)", "ours generate (engine)", "ours generate, busy goroutines"}
 		res := make([][]float64, len(names))
 		fmt.Printf("binding vs llama-bench, %d thread(s), pp%d / tg%d, %d interleaved rounds:\n", threads, b.cfg.nPrompt, b.cfg.nGen, b.cfg.reps)
 		if _, err := b.generate(eng); err != nil { // warm-up
@@ -323,6 +338,7 @@ func (b *bench) bindingVsLlamaBench() error {
 					func() (float64, error) { return b.pp(ctx) },
 					func() (float64, error) { return tgRef, nil },
 					func() (float64, error) { return b.tg(ctx) },
+					func() (float64, error) { return b.generateInline(ctx) },
 					func() (float64, error) { return b.generate(eng) },
 					func() (float64, error) {
 						stop := busyEmbedder(2)

@@ -86,5 +86,17 @@ func fitCtx(c *cli.Context, train int) error {
 
 // contextParams builds context parameters from the command's flags.
 func contextParams(c *cli.Context) llama.ContextParams {
+	warnOversubscribed(c)
 	return llama.ContextParams{NCtx: c.Int("ctx"), Threads: c.Int("threads")}
+}
+
+// warnOversubscribed warns when --threads exceeds the CPUs this process may
+// use: llama.cpp's compute threads wait for each other by spinning, so a
+// thread without a core of its own stalls every step (measured on 2 cores:
+// llama.cpp's llama-simple, with its fixed 4 threads, took 100 s for 32
+// tokens that take well under a second with 2).
+func warnOversubscribed(c *cli.Context) {
+	if n, cpus := c.Int("threads"), runtime.NumCPU(); n > cpus {
+		fmt.Fprintf(c.App.ErrWriter, "warning: --threads %d is more than the %d CPUs available; expect decoding to be much slower than with --threads %d\n", n, cpus, cpus)
+	}
 }

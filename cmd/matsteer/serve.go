@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -30,8 +29,8 @@ and are unsteered without it. See the server package documentation for the full 
 		Flags: append(modelFlags(),
 			&cli.StringSliceFlag{Name: "steer", Usage: "load steering `NAME=FILE` at start-up (repeatable; NAME defaults to the file name without extension)"},
 			&cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "listen address (host:port; port 0 picks a free one)"},
-			intIn(&cli.IntFlag{Name: "parallel", Aliases: []string{"np"}, Value: server.DefaultParallel, Usage: "slots: requests generated at the same time, each with its own context of --ctx tokens"}, 1, server.MaxParallel),
-			intIn(&cli.IntFlag{Name: "queue", Usage: "requests that may wait for a slot before new ones get 503 (0: 8 per slot; -1: none)"}, -1, server.MaxQueue),
+			intIn(&cli.IntFlag{Name: "parallel", Aliases: []string{"np"}, Value: server.DefaultParallel, Usage: "requests generated together in one batch, each with up to --ctx tokens (KV memory: parallel × ctx tokens)"}, 1, server.MaxParallel),
+			intIn(&cli.IntFlag{Name: "queue", Usage: "requests that may wait for a free sequence before new ones get 503 (0: 8 per --parallel; -1: none)"}, -1, server.MaxQueue),
 			&cli.StringFlag{Name: "audit-log", Usage: "append the gates of every steered token to this JSONL `FILE`"},
 			&cli.StringFlag{Name: "alias", Usage: "model id reported to clients (default: the model's name)"},
 			&cli.StringFlag{Name: "chat-template", Usage: "chat template (Jinja or a llama.cpp name such as chatml) for models without one"},
@@ -40,6 +39,7 @@ and are unsteered without it. See the server package documentation for the full 
 			&cli.StringFlag{Name: "steer-dir", Usage: "allow loading and unloading steering files at run time, from this existing directory only (POST /v1/steering paths are relative to it); without it the steering files are fixed at start-up"},
 			&cli.BoolFlag{Name: "steer-readonly", Usage: "disable loading and unloading steering files at run time, even with --steer-dir"},
 			&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, let running and queued requests finish for this long (0 to 1h), then end them: streams with a final chunk, others with 503"},
+			&cli.BoolFlag{Name: "no-prompt-cache", Usage: "evaluate every prompt in full instead of reusing the KV entries of a cached prefix"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "log only warnings and errors (default: one line per request)"},
 		),
 		Action: runServe,
@@ -116,10 +116,8 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	parallel := c.Int("parallel")
-	threads := c.Int("threads")
-	if !c.IsSet("threads") {
-		threads = max(1, runtime.NumCPU()/parallel)
-	}
+	threads := c.Int("threads") // the total budget: one context decodes every request
+	warnOversubscribed(c)
 	level := slog.LevelInfo
 	if c.Bool("quiet") {
 		level = slog.LevelWarn
@@ -175,7 +173,7 @@ func runServe(c *cli.Context) error {
 		}
 		loaded = strings.Join(names, ", ")
 	}
-	fmt.Fprintf(c.App.ErrWriter, "matsteer serve: %s on http://%s (%d slots of %d tokens, %d threads each; steering: %s)\n",
+	fmt.Fprintf(c.App.ErrWriter, "matsteer serve: %s on http://%s (%d parallel sequences of %d tokens, %d threads; steering: %s)\n",
 		srv.ModelID(), ln.Addr(), parallel, srv.NCtx(), threads, loaded)
 	if err := srv.Serve(c.Context, ln, c.Duration("shutdown-timeout")); err != nil {
 		return err
