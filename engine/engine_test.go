@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -406,6 +407,13 @@ func TestCancelStopAndQueue(t *testing.T) {
 	if err != nil || res.GeneratedTokens != 2 || res.StopReason != "callback" {
 		t.Fatalf("stop: %+v %v", res, err)
 	}
+	// OnAdmit runs before the first token; its error ends the request.
+	refused := errors.New("no headers")
+	calls := 0
+	if _, err := e.Generate(context.Background(), Request{Prompt: prompt(1), OnAdmit: func() error { return refused }},
+		func(llama.Token, string) error { calls++; return nil }); !errors.Is(err, refused) || calls != 0 {
+		t.Fatalf("OnAdmit error: %v after %d tokens", err, calls)
+	}
 	// A callback error is returned.
 	boom := errors.New("boom")
 	if _, err := e.Generate(context.Background(), Request{Prompt: prompt(1)}, func(llama.Token, string) error { return boom }); !errors.Is(err, boom) {
@@ -428,8 +436,12 @@ func TestCancelStopAndQueue(t *testing.T) {
 	<-running
 	ctx, cancel := context.WithCancel(context.Background())
 	queued := make(chan error, 1)
+	var admittedWhileQueued atomic.Bool
 	go func() {
-		_, err := e.Generate(ctx, Request{Prompt: prompt(3), MaxTokens: 5}, func(llama.Token, string) error { return nil })
+		_, err := e.Generate(ctx, Request{Prompt: prompt(3), MaxTokens: 5, OnAdmit: func() error {
+			admittedWhileQueued.Store(true)
+			return nil
+		}}, func(llama.Token, string) error { return nil })
 		queued <- err
 	}()
 	waitFor(t, func() bool { return e.Stats().Queued == 1 })
@@ -439,6 +451,9 @@ func TestCancelStopAndQueue(t *testing.T) {
 	cancel() // the queued request leaves the queue
 	if err := <-queued; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled queued request: %v", err)
+	}
+	if admittedWhileQueued.Load() {
+		t.Fatal("OnAdmit called for a request that never left the queue")
 	}
 	close(hold)
 	wg.Wait()
