@@ -88,13 +88,13 @@ build() {
   local flags; flags=$(cmake_flags)
   local key; key="$(source_id "$src")-$(printf '%s' "$flags" | sha256sum | cut -c1-12)"
   local out="$CACHE/build/$key"
-  if [ -f "$out/.matsteer-complete" ]; then build_extra "$out" "$@"; echo "$out"; return; fi
+  if [ -f "$out/.matsteer-complete" ]; then build_extra "$out" llama-completion llama-bench "$@"; echo "$out"; return; fi
   mkdir -p "$out"
   log "building llama.cpp into $out (a few minutes on 2 cores; cached afterwards)"
   # shellcheck disable=SC2086
   cmake -S "$src" -B "$out" -G "Unix Makefiles" $flags >"$out/configure.log" 2>&1 \
     || { tail -30 "$out/configure.log" >&2; die "cmake configure failed (log: $out/configure.log)"; }
-  cmake --build "$out" -j "$JOBS" --target llama ggml llama-simple llama-bench >"$out/build.log" 2>&1 \
+  cmake --build "$out" -j "$JOBS" --target llama ggml llama-completion llama-bench >"$out/build.log" 2>&1 \
     || { tail -30 "$out/build.log" >&2; die "llama.cpp build failed (log: $out/build.log)"; }
   echo "$src" >"$out/.matsteer-source"
   touch "$out/.matsteer-complete"

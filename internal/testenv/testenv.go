@@ -42,7 +42,7 @@ func DefaultModel(t testing.TB) string {
 }
 
 // LlamaBin returns the path of a llama.cpp example or tool (e.g.
-// "llama-simple") built by `make`.
+// "llama-completion") built by `make`.
 func LlamaBin(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join(RepoRoot(), "third_party", "build", "bin", name)
