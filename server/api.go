@@ -37,6 +37,7 @@ type genParams struct {
 	TopK             *int            `json:"top_k"`          // llama.cpp extension
 	MinP             *float64        `json:"min_p"`          // llama.cpp extension
 	RepeatPenalty    *float64        `json:"repeat_penalty"` // llama.cpp extension
+	IgnoreEOS        bool            `json:"ignore_eos"`     // llama.cpp extension: generate to max_tokens
 	FrequencyPenalty *float64        `json:"frequency_penalty"`
 	PresencePenalty  *float64        `json:"presence_penalty"`
 	Seed             *int64          `json:"seed"`
@@ -234,7 +235,7 @@ func isNull(raw json.RawMessage) bool {
 // sampling validates the sampling fields and returns llama's parameters.
 // seed is used when the request has none.
 func (p *genParams) sampling(seed uint32) (llama.SamplerParams, error) {
-	sp := llama.SamplerParams{Temperature: 1, Seed: seed}
+	sp := llama.SamplerParams{Temperature: 1, Seed: seed, IgnoreEOG: p.IgnoreEOS}
 	if p.Temperature != nil {
 		t := *p.Temperature
 		if math.IsNaN(t) || t < 0 || t > maxTemperature {

@@ -24,7 +24,7 @@
 // token ids), max_tokens / max_completion_tokens (default: the rest of the
 // context), temperature (0 to 2, default 1; 0 is greedy), top_p, seed,
 // stop (up to four strings), stream, stream_options.include_usage, plus
-// llama.cpp's top_k, min_p and repeat_penalty. Every number has a checked
+// llama.cpp's top_k, min_p, repeat_penalty and ignore_eos. Every number has a checked
 // range: max_tokens in [1, context - prompt], temperature [0, 2], top_p
 // (0, 1], min_p [0, 1], repeat_penalty [0, 10], top_k [0, 2^20] (0: off),
 // seed [0, 2^32-2] (-1 or absent: random), n and best_of 1; a number that

@@ -97,4 +97,22 @@ func TestIntegrationDefaultModel(t *testing.T) {
 		t.Fatalf("steering changed nothing: %q", got)
 	}
 	t.Logf("unsteered: %q\nsteered:   %q", got, steered.Choices[0].Message.Content)
+
+	// ignore_eos (llama.cpp's extension): a reply that ends by itself runs
+	// on to max_tokens.
+	short := chatParams("Say hi.", 100)
+	ended, err := client.Chat.Completions.New(ctx, short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ended.Choices[0].FinishReason != "stop" || ended.Usage.CompletionTokens >= 100 {
+		t.Fatalf("the reply to %q did not end by itself (%s, %d tokens); the check needs one that does", "Say hi.", ended.Choices[0].FinishReason, ended.Usage.CompletionTokens)
+	}
+	long, err := client.Chat.Completions.New(ctx, short, option.WithJSONSet("ignore_eos", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if long.Choices[0].FinishReason != "length" || long.Usage.CompletionTokens != 100 {
+		t.Fatalf("ignore_eos: %s after %d tokens, want length after 100", long.Choices[0].FinishReason, long.Usage.CompletionTokens)
+	}
 }

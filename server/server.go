@@ -307,7 +307,7 @@ func (s *Server) Stats() Stats {
 	st := s.eng.Stats()
 	return Stats{Slots: st.Parallel, SlotsBusy: int64(st.Running), Queued: int64(st.Queued), QueueLimit: s.cfg.QueueSize,
 		CachedTokens: st.CachedTokens,
-		Admitted: s.admitted.Load(), Completed: s.completed.Load(), Cancelled: s.cancelled.Load(), Rejected: s.rejected.Load(), Failed: s.failed.Load()}
+		Admitted:     s.admitted.Load(), Completed: s.completed.Load(), Cancelled: s.cancelled.Load(), Rejected: s.rejected.Load(), Failed: s.failed.Load()}
 }
 
 // Serve serves HTTP on ln until ctx is cancelled, then shuts down:

@@ -43,6 +43,7 @@ type config struct {
 	modes       []string
 	timeout     time.Duration
 	jsonOut     string
+	ignoreEOS   bool
 }
 
 // sample is one request's measurements.
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	modes := fs.String("modes", "", "modes to run: unsteered,steered,mixed (default: unsteered, steered when --steering is set, mixed when --mix is)")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "per-request timeout")
 	fs.StringVar(&cfg.jsonOut, "json", "", "also write the results as JSON to this file")
+	fs.BoolVar(&cfg.ignoreEOS, "ignore-eos", false, `send "ignore_eos": true (llama.cpp's extension), so every request generates --max-tokens tokens`)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -256,6 +258,9 @@ func one(ctx context.Context, client openai.Client, cfg config, opts []option.Re
 	}
 	t0 := time.Now()
 	var s sample
+	if cfg.ignoreEOS {
+		opts = append(slices.Clip(opts), option.WithJSONSet("ignore_eos", true))
+	}
 	stream := client.Chat.Completions.NewStreaming(ctx, params, opts...)
 	defer stream.Close()
 	for stream.Next() {
