@@ -81,11 +81,14 @@ type StopMatcher struct {
 }
 
 // NewStopMatcher returns a matcher for stops (empty strings are ignored).
+// A stop that is not valid UTF-8 has its invalid bytes replaced by U+FFFD,
+// as the decoded text has: matches then always begin and end on character
+// boundaries, and emitted text is never cut inside a character.
 func NewStopMatcher(stops []string) *StopMatcher {
 	m := &StopMatcher{}
 	for _, s := range stops {
 		if s != "" {
-			m.stops = append(m.stops, s)
+			m.stops = append(m.stops, strings.ToValidUTF8(s, string(utf8.RuneError)))
 		}
 	}
 	return m

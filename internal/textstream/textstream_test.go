@@ -160,6 +160,7 @@ func TestStreamStopNeverMatchesPartialCharacter(t *testing.T) {
 func FuzzStream(f *testing.F) {
 	f.Add([]byte("héllo \xe2\x82"), "llo", uint64(1))
 	f.Add([]byte("\xf0\x9f\x98\x80\xff"), "\uFFFD", uint64(2))
+	f.Add([]byte("\xff"), "\xbd", uint64(2)) // an invalid stop matched the tail of U+FFFD
 	f.Fuzz(func(t *testing.T, in []byte, stop string, seed uint64) {
 		rng := rand.New(rand.NewPCG(seed, 9))
 		whole := NewStream([]string{stop})
