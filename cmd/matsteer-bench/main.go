@@ -40,6 +40,7 @@ type config struct {
 	layer      int
 	llamaBench string
 	only       string
+	writeSteer string
 }
 
 func main() {
@@ -53,7 +54,21 @@ func main() {
 	flag.IntVar(&cfg.layer, "layer", 14, "layer of the no-op hook")
 	flag.StringVar(&cfg.llamaBench, "llama-bench", "third_party/build/bin/llama-bench", "llama.cpp's llama-bench binary")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated groups to run: binding,hooks,extract,steer (default all)")
+	printModel := flag.Bool("print-model", false, "only print the path of the model it would use and exit")
+	flag.StringVar(&cfg.writeSteer, "write-steer", "", "only write the benchmark's steering file (3 gated attributes at -layer) to this path and exit")
 	flag.Parse()
+	if *printModel {
+		p := cfg.model
+		if p == "" {
+			var err error
+			if p, err = models.DefaultPath(); err != nil {
+				fmt.Fprintln(os.Stderr, "matsteer-bench:", err)
+				os.Exit(1)
+			}
+		}
+		fmt.Println(p)
+		return
+	}
 	for _, f := range strings.Split(*threadList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 || n > 1024 {
@@ -114,6 +129,9 @@ func run(cfg config) error {
 		toks[i] = llama.Token(rng.IntN(m.NVocab()))
 	}
 	b := &bench{cfg: cfg, model: m, cat: cat, toks: toks}
+	if cfg.writeSteer != "" {
+		return b.benchSteerFile().WriteFile(cfg.writeSteer)
+	}
 	fmt.Printf("model %s (%s), %d threads, median of %d runs\n", cfg.model, m.Desc(), cfg.threads, cfg.reps)
 	if cfg.wants("binding") {
 		if err := b.bindingVsLlamaBench(); err != nil {

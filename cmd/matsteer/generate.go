@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/internal/textstream"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steering"
 )
@@ -117,12 +118,16 @@ func runGenerate(c *cli.Context) error {
 	out := bufio.NewWriter(c.App.Writer)
 	defer out.Flush()
 	all := append([]llama.Token(nil), toks...)
+	// Whole characters only: a character split between tokens is held back
+	// until it completes, and dropped if generation ends inside it.
+	var whole textstream.Decoder
 	st, err := ctx.Generate(c.Context, toks, llama.GenerateOptions{MaxTokens: c.Int("n"), Sampler: samplerParams(c)},
 		func(tok llama.Token, piece string) error {
 			all = append(all, tok)
-			out.WriteString(piece)
+			out.WriteString(whole.Push(piece))
 			return out.Flush()
 		})
+	whole.Flush()
 	out.WriteString("\n")
 	out.Flush()
 	if err != nil {

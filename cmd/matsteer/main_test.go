@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/matsteer/matsteer/llama"
 )
@@ -76,5 +78,28 @@ func TestModelInfoListsHookSites(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("model info lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// The random model's byte-level vocabulary splits and breaks characters:
+// generate's output must still be valid UTF-8 (a cut character at the end
+// dropped, invalid bytes shown as U+FFFD), for every prompt tried.
+func TestGenerateOutputIsValidUTF8(t *testing.T) {
+	model := randomModelFile(t)
+	invalidRaw := 0
+	for i := 0; i < 12; i++ {
+		out, _, err := runCLI(t, "generate", "--model", model, "-t", "2", "-q", "-n", fmt.Sprint(5+i), "--prompt", fmt.Sprintf("word %d é", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !utf8.ValidString(out) {
+			t.Fatalf("prompt %d: output %q is not valid UTF-8", i, out)
+		}
+		if strings.ContainsRune(out, utf8.RuneError) {
+			invalidRaw++
+		}
+	}
+	if invalidRaw == 0 {
+		t.Log("no generation produced invalid bytes; the check was weak this time")
 	}
 }
