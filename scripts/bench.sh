@@ -10,12 +10,15 @@ ROUNDS="${ROUNDS:-3}"
 PARALLEL="${PARALLEL:-16}"
 GOTAGS="${GOTAGS:-}"
 
+if [ "${ONLY:-}" != "server" ]; then
 echo "== inference: binding vs llama-bench, hooks, extraction, steering ($THREADS threads)"
 go run $GOTAGS ./cmd/matsteer-bench -threads "$THREADS" -reps "$REPS" -binding-threads "1,$THREADS"
 
 echo
 echo "== training and the apply path (steer package, GOMAXPROCS=$THREADS)"
 GOMAXPROCS="$THREADS" go test $GOTAGS -run '^$' -bench . -benchtime 1x ./steer/
+
+fi
 
 echo
 echo "== server: matsteer serve vs llama-server on loopback ($THREADS threads in all, --parallel $PARALLEL, $ROUNDS interleaved rounds)"
@@ -39,7 +42,7 @@ wait_up() {
 stop_server() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=""; }
 load() {
   bin/matsteer-load --url "http://127.0.0.1:$PORT/v1" --concurrency 1,4,16 --requests 32 --max-tokens 32 --warmup 2 \
-    --ignore-eos "$@"
+    --ignore-eos --no-keepalive "$@" || echo "bench.sh: some requests failed (see the table's errors column)"
 }
 for round in $(seq "$ROUNDS"); do
   echo "-- round $round: llama-server -np $PARALLEL -kvu -c $((PARALLEL * 512)) -t $THREADS"

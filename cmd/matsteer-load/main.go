@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -44,6 +45,7 @@ type config struct {
 	timeout     time.Duration
 	jsonOut     string
 	ignoreEOS   bool
+	noKeepAlive bool
 }
 
 // sample is one request's measurements.
@@ -97,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	modes := fs.String("modes", "", "modes to run: unsteered,steered,mixed (default: unsteered, steered when --steering is set, mixed when --mix is)")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "per-request timeout")
 	fs.StringVar(&cfg.jsonOut, "json", "", "also write the results as JSON to this file")
+	fs.BoolVar(&cfg.noKeepAlive, "no-keepalive", false, "open a new connection for every request")
 	fs.BoolVar(&cfg.ignoreEOS, "ignore-eos", false, `send "ignore_eos": true (llama.cpp's extension), so every request generates --max-tokens tokens`)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -155,8 +158,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	client := openai.NewClient(option.WithBaseURL(strings.TrimSuffix(cfg.url, "/")+"/"), option.WithAPIKey(cfg.apiKey),
-		option.WithMaxRetries(0), option.WithRequestTimeout(cfg.timeout))
+	clientOpts := []option.RequestOption{option.WithBaseURL(strings.TrimSuffix(cfg.url, "/") + "/"), option.WithAPIKey(cfg.apiKey),
+		option.WithMaxRetries(0), option.WithRequestTimeout(cfg.timeout)}
+	if cfg.noKeepAlive {
+		// A new connection per request: some servers (llama-server) close
+		// idle keep-alive connections, which fails a request sent on one
+		// just then.
+		clientOpts = append(clientOpts, option.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))
+	}
+	client := openai.NewClient(clientOpts...)
 	var results []result
 	for _, mode := range cfg.modes {
 		// opts[i] are the options of the i-th request of a level (cycled).
