@@ -39,7 +39,15 @@ wait_up() {
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0; sleep 0.2; done
   echo "bench.sh: the server did not come up" >&2; return 1
 }
-stop_server() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=""; }
+# llama-server sometimes ignores SIGTERM after a run (seen once in three):
+# give it 15 s, then SIGKILL.
+stop_server() {
+  kill "$server" 2>/dev/null || true
+  for _ in $(seq 75); do kill -0 "$server" 2>/dev/null || break; sleep 0.2; done
+  kill -9 "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  server=""
+}
 load() {
   bin/matsteer-load --url "http://127.0.0.1:$PORT/v1" --concurrency 1,4,16 --requests 32 --max-tokens 32 --warmup 2 \
     --ignore-eos --no-keepalive "$@" || echo "bench.sh: some requests failed (see the table's errors column)"
