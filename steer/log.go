@@ -3,9 +3,12 @@ package steer
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/matsteer/matsteer/internal/safefile"
 	"image/color"
 	"io"
 	"math"
+	"path/filepath"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -146,12 +149,22 @@ func (l *TrainLog) Plot() (*plot.Plot, error) {
 
 // WritePNG writes the loss plot as a PNG image to path.
 func (l *TrainLog) WritePNG(path string) error {
+	if ext := strings.ToLower(filepath.Ext(path)); ext != ".png" {
+		return fmt.Errorf("write plot %s: not a .png file name", path)
+	}
 	p, err := l.Plot()
 	if err != nil {
 		return err
 	}
-	if err := p.Save(8*vg.Inch, 5*vg.Inch, path); err != nil {
+	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
+	if err != nil {
 		return fmt.Errorf("write plot %s: %w", path, err)
 	}
-	return nil
+	// Atomically: an existing file stays intact unless the new one is complete.
+	return safefile.Write(path, func(w io.Writer) error {
+		if _, err := wt.WriteTo(w); err != nil {
+			return fmt.Errorf("write plot %s: %w", path, err)
+		}
+		return nil
+	})
 }

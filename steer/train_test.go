@@ -391,6 +391,18 @@ func TestTrainLogOutputs(t *testing.T) {
 	if _, err := (&TrainLog{Method: MethodMeanDiff}).Plot(); err == nil {
 		t.Fatal("plotting an empty log succeeded")
 	}
+	// A wrong extension is refused before the file is touched (it used to
+	// be truncated first).
+	keep := filepath.Join(t.TempDir(), "steer.gguf")
+	if err := os.WriteFile(keep, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.WritePNG(keep); err == nil {
+		t.Fatal("WritePNG accepted a .gguf name")
+	}
+	if b, _ := os.ReadFile(keep); string(b) != "precious" {
+		t.Fatalf("the existing file was changed to %q", b)
+	}
 }
 
 func TestParseSigma(t *testing.T) {
