@@ -167,33 +167,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		clientOpts = append(clientOpts, option.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))
 	}
 	client := openai.NewClient(clientOpts...)
-	var results []result
+	// opts[mode][i] are the options of the i-th request of a level (cycled).
+	opts := map[string][][]option.RequestOption{}
 	for _, mode := range cfg.modes {
-		// opts[i] are the options of the i-th request of a level (cycled).
-		opts := [][]option.RequestOption{nil}
+		o := [][]option.RequestOption{nil}
 		switch mode {
 		case "steered":
-			opts = [][]option.RequestOption{{option.WithJSONSet("steering", cfg.steering)}}
+			o = [][]option.RequestOption{{option.WithJSONSet("steering", cfg.steering)}}
 		case "mixed":
 			for _, m := range cfg.mix {
-				opts = append(opts, []option.RequestOption{option.WithJSONSet("steering", m)})
+				o = append(o, []option.RequestOption{option.WithJSONSet("steering", m)})
 			}
 		}
+		opts[mode] = o
 		for i := 0; i < cfg.warmup; i++ {
-			if s := one(ctx, client, cfg, opts[i%len(opts)]); s.err != nil {
+			if s := one(ctx, client, cfg, o[i%len(o)]); s.err != nil {
 				return fmt.Errorf("warm-up request (%s): %s", mode, describe(s.err))
 			}
 		}
-		for _, n := range cfg.concurrency {
+	}
+	// The modes alternate at every concurrency level, so that drift in the
+	// machine's load affects them alike.
+	results := make([]result, 0, len(cfg.modes)*len(cfg.concurrency))
+	for _, n := range cfg.concurrency {
+		for _, mode := range cfg.modes {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			r := level(ctx, client, cfg, opts, n)
+			r := level(ctx, client, cfg, opts[mode], n)
 			r.Mode = mode
 			results = append(results, r)
 			fmt.Fprintf(stderr, "%-9s %3d clients: %d requests in %.1fs (%d errors)\n", mode, n, r.Requests, r.Seconds, r.Errors)
 		}
 	}
+	slices.SortStableFunc(results, func(a, b result) int { return slices.Index(cfg.modes, a.Mode) - slices.Index(cfg.modes, b.Mode) })
 	printTable(stdout, cfg, results)
 	if cfg.jsonOut != "" {
 		b, _ := json.MarshalIndent(results, "", "  ")
