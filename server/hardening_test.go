@@ -66,7 +66,7 @@ func TestSteeringLoadHostilePaths(t *testing.T) {
 		{"etc/shadow", "no loadable steering file"},
 		{"etc/no-such-file", "no loadable steering file"},
 		{"missing.gguf", "no loadable steering file"},
-		{"fifo.gguf", "not a regular file (it is a named pipe)"},
+		{"fifo.gguf", "not a regular file (it is a named pipe (FIFO))"},
 		{"subdir.gguf", "not a regular file (it is a directory)"},
 		{"big.gguf", "more than the limit"},
 		{"shadow-copy", "not a valid matsteer steering file"},

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/steer"
 	"github.com/matsteer/matsteer/steering"
 )
@@ -255,7 +256,7 @@ func (s *Server) LoadSteeringFromDir(name, rel string, replace bool) (SteeringIn
 		return SteeringInfo{}, notFound
 	}
 	if !fi.Mode().IsRegular() {
-		return SteeringInfo{}, invalid("path", "%s is not a regular file (it is a %s)", shortQuote(rel), fileKind(fi.Mode()))
+		return SteeringInfo{}, invalid("path", "%s is not a regular file (it is %s)", shortQuote(rel), safefile.Kind(fi.Mode()))
 	}
 	if fi.Size() > MaxSteerFileBytes {
 		return SteeringInfo{}, invalid("path", "%s is %d bytes, more than the limit of %d bytes for a steering file", shortQuote(rel), fi.Size(), MaxSteerFileBytes)
@@ -275,21 +276,4 @@ func (s *Server) LoadSteeringFromDir(name, rel string, replace bool) (SteeringIn
 		return SteeringInfo{}, invalid("path", "%s is not a valid matsteer steering file (details in the server log)", shortQuote(rel))
 	}
 	return s.register(name, rel, f, replace)
-}
-
-// fileKind names the kind of a file that is not a regular file.
-func fileKind(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&os.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&os.ModeSocket != 0:
-		return "socket"
-	case m&os.ModeDevice != 0:
-		return "device"
-	case m&os.ModeSymlink != 0:
-		return "symbolic link"
-	}
-	return "special file"
 }

@@ -344,7 +344,7 @@ func TestAdversarialFiles(t *testing.T) {
 		{[]string{"train", "--acts", f.acts, "--out", f.old, "--plot", f.old + ".png", "--log", f.old + ".png"}, "is the same file as --log"},
 		{[]string{"train", "--acts", f.acts, "--out", ""}, "--out: empty path"},
 		{[]string{"train", "--acts", f.acts, "--out", f.subdir}, "is a directory"},
-		{[]string{"train", "--acts", f.acts, "--out", f.fifo}, "is a FIFO"},
+		{[]string{"train", "--acts", f.acts, "--out", f.fifo}, "is a named pipe (FIFO)"},
 		{[]string{"train", "--acts", f.acts, "--out", "/dev/null"}, "character device"},
 		{[]string{"train", "--acts", f.acts, "--out", filepath.Join(f.missing, "s.gguf")}, "does not exist"},
 		{[]string{"train", "--acts", f.acts, "--out", filepath.Join(f.acts, "s.gguf")}, "not a directory"},

@@ -92,6 +92,29 @@ func fstat(fd int, st *syscall.Stat_t) error {
 	}
 }
 
+// Kind names the type of a file that is not a regular file, for messages
+// such as "x is a named pipe (FIFO), not a regular file" ("" for a regular
+// file).
+func Kind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return ""
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "not a regular file"
+}
+
 // kindOf names the file type of a stat mode, "" for a regular file.
 func kindOf(mode uint32) string {
 	switch mode & syscall.S_IFMT {

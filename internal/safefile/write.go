@@ -71,7 +71,7 @@ func checkOutput(o Output) error {
 			return fmt.Errorf("%s %s: is a directory, want a file path", o.Flag, o.Path)
 		}
 		if !st.Mode().IsRegular() {
-			return fmt.Errorf("%s %s: is a %s, not a regular file; outputs are written to a temporary file and renamed into place", o.Flag, o.Path, modeKind(st.Mode()))
+			return fmt.Errorf("%s %s: is %s, not a regular file; outputs are written to a temporary file and renamed into place", o.Flag, o.Path, Kind(st.Mode()))
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s %s: %w", o.Flag, o.Path, unwrapPath(err))
@@ -123,23 +123,6 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-func modeKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "device"
-	case m&fs.ModeSymlink != 0:
-		return "symbolic link"
-	default:
-		return "special file"
-	}
 }
 
 // File is an output being written: a temporary file in the destination's

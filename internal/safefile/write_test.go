@@ -146,7 +146,7 @@ func TestCheckOutputs(t *testing.T) {
 		{"existing regular", []Output{{"--out", existing}}, nil, ""},
 		{"empty", []Output{{"--out", ""}}, nil, "--out: empty path"},
 		{"directory", []Output{{"--out", dir}}, nil, "is a directory"},
-		{"fifo", []Output{{"--out", fifo}}, nil, "is a FIFO"},
+		{"fifo", []Output{{"--out", fifo}}, nil, "is a named pipe (FIFO)"},
 		{"device", []Output{{"--out", "/dev/null"}}, nil, "character device"},
 		{"missing dir", []Output{{"--out", filepath.Join(dir, "nope", "x")}}, nil, "does not exist"},
 		{"parent is a file", []Output{{"--out", filepath.Join(notDir, "x")}}, nil, "not a directory"},
