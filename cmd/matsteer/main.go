@@ -42,7 +42,6 @@ Typical workflow:
    matsteer extract --data pairs.jsonl --layer 14 --out acts.safetensors
    matsteer train --acts acts.safetensors --out steer.gguf
    matsteer generate --prompt "..." --steer steer.gguf --explain`,
-		HideHelpCommand: true,
 		Commands: []*cli.Command{
 			generate(),
 			serveCommand(),

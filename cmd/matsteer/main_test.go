@@ -103,3 +103,11 @@ func TestGenerateOutputIsValidUTF8(t *testing.T) {
 		t.Log("no generation produced invalid bytes; the check was weak this time")
 	}
 }
+
+// The README tells users to run `matsteer help COMMAND`.
+func TestHelpCommand(t *testing.T) {
+	out, _, err := runCLI(t, "help", "generate")
+	if err != nil || !strings.Contains(out, "matsteer generate") {
+		t.Fatalf("help generate: %v\n%s", err, out)
+	}
+}
