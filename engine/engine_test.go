@@ -570,3 +570,51 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Inline callbacks run on the engine's goroutine and give the same tokens,
+// stop and error handling as handed-over ones.
+func TestInlineCallback(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine(t, Config{Parallel: 2, NCtx: 256})
+	req := Request{Prompt: prompt(3), MaxTokens: 12}
+	want, _ := collect(t, e, context.Background(), req)
+	req.Inline = true
+	got, res := collect(t, e, context.Background(), req)
+	if !slices.Equal(got, want) || res.GeneratedTokens != 12 || res.StopReason != "max_tokens" || res.FirstToken <= 0 {
+		t.Fatalf("inline: %v (%+v), handed over: %v", got, res, want)
+	}
+	n := 0
+	res, err := e.Generate(context.Background(), Request{Prompt: prompt(3), MaxTokens: 12, Inline: true}, func(llama.Token, string) error {
+		n++
+		if n == 4 {
+			return llama.ErrStop
+		}
+		return nil
+	})
+	if err != nil || res.GeneratedTokens != 3 || res.StopReason != "callback" {
+		t.Fatalf("inline ErrStop: %+v %v", res, err)
+	}
+	boom := errors.New("boom")
+	if _, err := e.Generate(context.Background(), Request{Prompt: prompt(3), Inline: true}, func(llama.Token, string) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("inline error: %v", err)
+	}
+	// Mixed with handed-over requests in one batch: each gets its solo text.
+	var wg sync.WaitGroup
+	outs := make([][]llama.Token, 4)
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], _ = collect(t, e, context.Background(), Request{Prompt: prompt(i), MaxTokens: 10, Inline: i%2 == 0})
+		}()
+	}
+	wg.Wait()
+	for i, o := range outs {
+		if solo := v.solo(t, Request{Prompt: prompt(i), MaxTokens: 10}); !slices.Equal(o, solo) {
+			t.Errorf("request %d (inline %v): %v, solo %v", i, i%2 == 0, o, solo)
+		}
+	}
+	if st := e.Stats(); st.Running != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+}

@@ -271,10 +271,10 @@ func (b *bench) llamaBench(threads int) (pp, tg float64, err error) {
 // generate measures a whole generation through the engine (what `matsteer
 // generate` and the server do): a one-token prompt, then nGen greedy tokens,
 // sampling included, end-of-generation ignored.
-func (b *bench) generate(e *engine.Engine) (float64, error) {
+func (b *bench) generate(e *engine.Engine, inline bool) (float64, error) {
 	start := time.Now()
 	res, err := e.Generate(context.Background(), engine.Request{Prompt: b.toks[:1], MaxTokens: b.cfg.nGen,
-		Sampler: llama.SamplerParams{IgnoreEOG: true}}, func(llama.Token, string) error { return nil })
+		Sampler: llama.SamplerParams{IgnoreEOG: true}, Inline: inline}, func(llama.Token, string) error { return nil })
 	if err != nil {
 		return 0, err
 	}
@@ -338,10 +338,10 @@ func (b *bench) bindingVsLlamaBench() error {
 			ctx.Close()
 			return err
 		}
-		names := []string{"llama-bench pp", "ours pp", "llama-bench tg", "ours tg (decode loop)", "ours generate (llama.Generate)", "ours generate (engine)", "ours generate, busy goroutines"}
+		names := []string{"llama-bench pp", "ours pp", "llama-bench tg", "ours tg (decode loop)", "ours generate (llama.Generate)", "ours generate (engine)", "ours generate (engine, inline callback)", "ours generate, busy goroutines"}
 		res := make([][]float64, len(names))
 		fmt.Printf("binding vs llama-bench, %d thread(s), pp%d / tg%d, %d interleaved rounds:\n", threads, b.cfg.nPrompt, b.cfg.nGen, b.cfg.reps)
-		if _, err := b.generate(eng); err != nil { // warm-up
+		if _, err := b.generate(eng, false); err != nil { // warm-up
 			ctx.Close()
 			eng.Close()
 			return err
@@ -357,11 +357,12 @@ func (b *bench) bindingVsLlamaBench() error {
 					func() (float64, error) { return tgRef, nil },
 					func() (float64, error) { return b.tg(ctx) },
 					func() (float64, error) { return b.generateInline(ctx) },
-					func() (float64, error) { return b.generate(eng) },
+					func() (float64, error) { return b.generate(eng, false) },
+					func() (float64, error) { return b.generate(eng, true) },
 					func() (float64, error) {
 						stop := busyEmbedder(2)
 						defer stop()
-						return b.generate(eng)
+						return b.generate(eng, false)
 					},
 				} {
 					if v, err = fn(); err != nil {
