@@ -195,7 +195,7 @@ type request struct {
 	delivered int
 	first     time.Duration
 	inlineErr error
-	outIdx  int // batch index of this request's output in the current step (-1: none)
+	outIdx    int // batch index of this request's output in the current step (-1: none)
 }
 
 type finish struct {
