@@ -346,7 +346,20 @@ func SampleID(itemID string, j int) int64 {
 
 // textID returns n hex digits of the SHA-256 of the parts, joined by NUL.
 func textID(n int, parts ...string) string {
-	s := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	joined := strings.Join(parts, "\x00")
+	if strings.Count(joined, "\x00") != len(parts)-1 {
+		// A part holds a NUL byte, so the join is ambiguous (("a\x00", "b")
+		// and ("a", "\x00b") would collide): hash length-prefixed parts
+		// instead. Texts without NUL bytes, i.e. every real dataset, keep
+		// the IDs (and so the splits) they always had.
+		var b strings.Builder
+		b.WriteString("\x00len")
+		for _, p := range parts {
+			fmt.Fprintf(&b, "%d:%s", len(p), p)
+		}
+		joined = b.String()
+	}
+	s := sha256.Sum256([]byte(joined))
 	return hex.EncodeToString(s[:])[:n]
 }
 

@@ -1,6 +1,8 @@
 package datasets
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -544,5 +546,17 @@ func TestDetectFormat(t *testing.T) {
 	}
 	if _, _, err := LoadItems(filepath.Join(dir, "a.jsonl"), FormatAuto); err == nil {
 		t.Error("LoadItems on generic JSONL: no error")
+	}
+}
+
+// textID must not collide when a part holds the separator byte, and must
+// keep the IDs of ordinary texts (the splits depend on them).
+func TestTextIDUnambiguous(t *testing.T) {
+	if textID(16, "\x00\x00\x00", "\x00 x") == textID(16, "\x00", "\x00\x00\x00 x") {
+		t.Fatal("NUL bytes make two different pairs collide")
+	}
+	sum := sha256.Sum256([]byte("a\x00b"))
+	if got, want := textID(16, "a", "b"), hex.EncodeToString(sum[:])[:16]; got != want {
+		t.Fatalf("textID of ordinary texts changed: %s, was %s", got, want)
 	}
 }
