@@ -17,6 +17,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/internal/plotfile"
 	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/llama"
 )
@@ -253,22 +254,15 @@ func (rep *Report) Plot() (*plot.Plot, error) {
 // .svg, .pdf), atomically; an unsupported extension is refused before
 // anything is written.
 func (rep *Report) SavePlot(path string) error {
-	format := strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
-	if format != "png" && format != "svg" && format != "pdf" {
-		return fmt.Errorf("eval: plot %s: unsupported format %q (want .png, .svg or .pdf)", path, filepath.Ext(path))
+	if err := plotfile.Check(path); err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
 	p, err := rep.Plot()
 	if err != nil {
 		return err
 	}
-	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, format)
-	if err != nil {
-		return fmt.Errorf("eval: plot %s: %w", path, err)
+	if err := plotfile.Write(p, path); err != nil {
+		return fmt.Errorf("eval: %w", err)
 	}
-	return safefile.Write(path, func(w io.Writer) error {
-		if _, err := wt.WriteTo(w); err != nil {
-			return fmt.Errorf("eval: plot %s: %w", path, err)
-		}
-		return nil
-	})
+	return nil
 }

@@ -477,7 +477,7 @@ func TestReportOutputs(t *testing.T) {
 		t.Errorf("plot: %v %v", st, err)
 	}
 	// An unsupported extension used to truncate the file before the error.
-	if err := rep.SavePlot(js); err == nil || !strings.Contains(err.Error(), "unsupported format") {
+	if err := rep.SavePlot(js); err == nil || !strings.Contains(err.Error(), "unsupported plot format") {
 		t.Errorf("SavePlot to .json: %v", err)
 	}
 	if _, err := ReadReport(js); err != nil {

@@ -3,7 +3,6 @@ package steer
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/matsteer/matsteer/internal/safefile"
 	"image/color"
 	"io"
 	"math"
@@ -13,6 +12,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/matsteer/matsteer/internal/plotfile"
 )
 
 // EpochLog is one epoch of training: the mean loss terms over its steps, the
@@ -147,7 +148,8 @@ func (l *TrainLog) Plot() (*plot.Plot, error) {
 	return p, nil
 }
 
-// WritePNG writes the loss plot as a PNG image to path.
+// WritePNG writes the loss plot as a PNG image to path, atomically; a name
+// not ending in .png is refused before anything is written.
 func (l *TrainLog) WritePNG(path string) error {
 	if ext := strings.ToLower(filepath.Ext(path)); ext != ".png" {
 		return fmt.Errorf("write plot %s: not a .png file name", path)
@@ -156,15 +158,5 @@ func (l *TrainLog) WritePNG(path string) error {
 	if err != nil {
 		return err
 	}
-	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
-	if err != nil {
-		return fmt.Errorf("write plot %s: %w", path, err)
-	}
-	// Atomically: an existing file stays intact unless the new one is complete.
-	return safefile.Write(path, func(w io.Writer) error {
-		if _, err := wt.WriteTo(w); err != nil {
-			return fmt.Errorf("write plot %s: %w", path, err)
-		}
-		return nil
-	})
+	return plotfile.Write(p, path)
 }

@@ -5,50 +5,25 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"path/filepath"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/vg"
 
+	"github.com/matsteer/matsteer/internal/plotfile"
 	"github.com/matsteer/matsteer/internal/safefile"
 )
-
-// plotFormats are the --plot extensions (gonum/plot's vector and PNG
-// back ends).
-var plotFormats = []string{".png", ".svg", ".pdf"}
 
 // checkPlotPath refuses a --plot path whose extension names no supported
 // format, before anything is written.
 func checkPlotPath(flag, path string) error {
-	ext := strings.ToLower(filepath.Ext(path))
-	for _, f := range plotFormats {
-		if ext == f {
-			return nil
-		}
+	if err := plotfile.Check(path); err != nil {
+		return fmt.Errorf("%s %w", flag, err)
 	}
-	return fmt.Errorf("%s %s: unsupported plot format %q; want a file ending in %s", flag, path, ext, strings.Join(plotFormats, ", "))
+	return nil
 }
 
-// writePlot renders p (8x5 inches) in the format of path's extension and
-// writes it atomically.
-func writePlot(p *plot.Plot, path string) error {
-	if err := checkPlotPath("plot", path); err != nil {
-		return err
-	}
-	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), "."))
-	if err != nil {
-		return fmt.Errorf("plot %s: %w", path, err)
-	}
-	return safefile.Write(path, func(w io.Writer) error {
-		if _, err := wt.WriteTo(w); err != nil {
-			return fmt.Errorf("plot %s: %w", path, err)
-		}
-		return nil
-	})
-}
+// writePlot renders p in the format of path's extension, atomically.
+func writePlot(p *plot.Plot, path string) error { return plotfile.Write(p, path) }
 
 // flagOutputs lists the outputs named by the given string flags that were
 // given (an explicitly empty value is kept, so it is refused).
