@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 // Writer streams rows into a new activation file. It is not safe for
@@ -276,7 +278,7 @@ func (w *Writer) finish() error {
 	if err := os.Rename(w.tmp, w.path); err != nil {
 		return wrap(err)
 	}
-	syncDir(filepath.Dir(w.path))
+	safefile.SyncDir(filepath.Dir(w.path))
 	return nil
 }
 
@@ -289,17 +291,6 @@ func writeI32(bw *bufio.Writer, vs []int32) error {
 		}
 	}
 	return nil
-}
-
-// syncDir makes a rename durable; failures are ignored (not every platform
-// or file system supports syncing a directory).
-func syncDir(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	_ = d.Sync()
-	_ = d.Close()
 }
 
 // Abort discards the file being written and removes its temporary file. It

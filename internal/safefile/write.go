@@ -191,7 +191,7 @@ func (f *File) Commit() error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", f.path, unwrapPath(err))
 	}
-	syncDir(filepath.Dir(f.path))
+	SyncDir(filepath.Dir(f.path))
 	return nil
 }
 
@@ -242,9 +242,9 @@ func WriteFile(path string, data []byte) error {
 	})
 }
 
-// syncDir makes a rename durable; failures are ignored (not every file
-// system supports syncing a directory).
-func syncDir(dir string) {
+// SyncDir makes a rename into dir durable; failures are ignored (not every
+// file system supports syncing a directory).
+func SyncDir(dir string) {
 	d, err := os.Open(dir)
 	if err != nil {
 		return
