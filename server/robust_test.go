@@ -41,6 +41,8 @@ func TestBadRequests(t *testing.T) {
 		{"bad role", "/v1/chat/completions", `{"messages":[{"role":"tool","content":"x"}]}`, 400, "messages[0].role", "not supported"},
 		{"image content", "/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, 400, "messages[0].content[0]", "text"},
 		{"wrong type", "/v1/chat/completions", chat(`,"temperature":"hot"`), 400, "temperature", "number"},
+		{"ignore_eos not a bool", "/v1/chat/completions", chat(`,"ignore_eos":"yes"`), 400, "ignore_eos", "bool"},
+		{"ignore_eos a number", "/v1/completions", `{"prompt":"x","ignore_eos":1}`, 400, "ignore_eos", "bool"},
 		{"temperature too high", "/v1/chat/completions", chat(`,"temperature":2.5`), 400, "temperature", "out of range"},
 		{"temperature negative", "/v1/chat/completions", chat(`,"temperature":-0.1`), 400, "temperature", "out of range"},
 		{"top_p zero", "/v1/chat/completions", chat(`,"top_p":0`), 400, "top_p", "out of range"},

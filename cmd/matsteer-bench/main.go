@@ -24,6 +24,7 @@ import (
 	"github.com/matsteer/matsteer/engine"
 	"github.com/matsteer/matsteer/extract"
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/models"
 	"github.com/matsteer/matsteer/steer"
@@ -55,7 +56,7 @@ func main() {
 	flag.StringVar(&cfg.llamaBench, "llama-bench", "third_party/build/bin/llama-bench", "llama.cpp's llama-bench binary")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated groups to run: binding,hooks,extract,steer (default all)")
 	printModel := flag.Bool("print-model", false, "only print the path of the model it would use and exit")
-	flag.StringVar(&cfg.writeSteer, "write-steer", "", "only write the benchmark's steering file (3 gated attributes at -layer) to this path and exit")
+	flag.StringVar(&cfg.writeSteer, "write-steer", "", "only write the benchmark's steering file (3 gated attributes at -layer) to this path and exit (empty: off)")
 	flag.Parse()
 	if *printModel {
 		p := cfg.model
@@ -76,6 +77,14 @@ func main() {
 			os.Exit(2)
 		}
 		cfg.threadList = append(cfg.threadList, n)
+	}
+	if cfg.writeSteer != "" {
+		// Before the model loads: a bad path costs nothing, and an existing
+		// file is replaced only by a complete new one (WriteFile is atomic).
+		if err := safefile.CheckOutputs([]safefile.Output{{Flag: "-write-steer", Path: cfg.writeSteer}}, nil); err != nil {
+			fmt.Fprintln(os.Stderr, "matsteer-bench:", err)
+			os.Exit(2)
+		}
 	}
 	if cfg.threads < 1 || cfg.reps < 1 || cfg.nPrompt < 1 || cfg.nGen < 1 || cfg.layer < 0 {
 		fmt.Fprintln(os.Stderr, "matsteer-bench: -threads, -reps, -p and -n must be at least 1, -layer at least 0")
@@ -119,6 +128,9 @@ func run(cfg config) error {
 		return err
 	}
 	defer m.Close()
+	if cfg.layer >= m.NLayer() {
+		return fmt.Errorf("-layer %d: the model has layers 0..%d", cfg.layer, m.NLayer()-1)
+	}
 	cat, err := hooks.Probe(m)
 	if err != nil {
 		return err
