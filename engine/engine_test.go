@@ -618,3 +618,15 @@ func TestInlineCallback(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 }
+
+// NoPromptCache evaluates every prompt in full and gives the same text.
+func TestNoPromptCache(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine(t, Config{Parallel: 2, NCtx: 256, NoPromptCache: true})
+	req := Request{Prompt: prompt(6), MaxTokens: 6}
+	a, _ := collect(t, e, context.Background(), req)
+	b, res := collect(t, e, context.Background(), req)
+	if res.CachedTokens != 0 || e.Stats().CachedTokens != 0 || !slices.Equal(a, b) {
+		t.Fatalf("cached %d (stats %+v), %v vs %v", res.CachedTokens, e.Stats(), a, b)
+	}
+}

@@ -147,6 +147,7 @@ func runServe(c *cli.Context) error {
 		Parallel: parallel, QueueSize: c.Int("queue"), NCtx: c.Int("ctx"), Threads: threads,
 		MaxBodyBytes: c.Int64("max-body"), APIKey: c.String("api-key"),
 		SteerDir: c.String("steer-dir"), ReadOnlySteering: c.Bool("steer-readonly"), Logger: logger,
+		NoPromptCache: c.Bool("no-prompt-cache"),
 	}
 	if auditLog != nil {
 		cfg.AuditLog = auditLog

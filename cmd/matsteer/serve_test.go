@@ -198,3 +198,30 @@ func TestParseSteerSpecs(t *testing.T) {
 		t.Fatalf("%+v %v", got, err)
 	}
 }
+
+// --no-prompt-cache reaches the server: a repeated prompt reuses nothing.
+func TestServeNoPromptCache(t *testing.T) {
+	model := randomModelFile(t)
+	for _, off := range []bool{false, true} {
+		args := []string{"--model", model, "--addr", "127.0.0.1:0", "--parallel", "2", "--ctx", "256", "-t", "1", "--chat-template", "chatml"}
+		if off {
+			args = append(args, "--no-prompt-cache")
+		}
+		addr, _, stop := startServe(t, args...)
+		c := openai.NewClient(option.WithBaseURL("http://"+addr+"/v1/"), option.WithAPIKey("x"), option.WithMaxRetries(0))
+		params := openai.ChatCompletionNewParams{MaxTokens: openai.Int(4), Temperature: openai.Float(0),
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello there")}}
+		var cached int64
+		for i := 0; i < 2; i++ {
+			resp, err := c.Chat.Completions.New(context.Background(), params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cached = resp.Usage.PromptTokensDetails.CachedTokens
+		}
+		if (cached == 0) != off {
+			t.Errorf("--no-prompt-cache=%v: the repeat reused %d tokens", off, cached)
+		}
+		stop()
+	}
+}
