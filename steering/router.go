@@ -44,19 +44,22 @@ func (r *Router) Len() int { return len(r.bySeq) }
 // Intervene implements hooks.Intervention: consecutive rows of one sequence
 // are steered together by that sequence's intervention.
 func (r *Router) Intervene(rows *hooks.Rows) error {
-	for i := 0; i < rows.N; {
-		seq := rows.Seq(i)
-		j := i + 1
-		for j < rows.N && rows.Seq(j) == seq {
-			j++
+	start, seq := 0, -1
+	for i := 0; i <= rows.N; i++ {
+		next := -1 // past the last row: end the final run
+		if i < rows.N {
+			next = rows.Seq(i)
 		}
-		if iv := r.bySeq[seq]; iv != nil {
-			sub := rows.Slice(i, j)
+		if i > 0 && next == seq {
+			continue
+		}
+		if iv := r.bySeq[seq]; iv != nil && i > start {
+			sub := rows.Slice(start, i)
 			if err := iv.Intervene(&sub); err != nil {
 				return err
 			}
 		}
-		i = j
+		start, seq = i, next
 	}
 	return nil
 }
