@@ -231,7 +231,7 @@ func TestShutdownGraceServesQueue(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- f.srv.Serve(ctx, ln, time.Minute) }()
-	resp, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"run","max_tokens":60,"temperature":0,"stream":true}`))
+	resp, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"run","max_tokens":480,"ignore_eos":true,"temperature":0,"stream":true}`))
 	if err != nil {
 		t.Fatal(err)
 	}
