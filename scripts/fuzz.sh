@@ -54,16 +54,50 @@ fi
 
 echo "fuzz.sh: ${#targets[@]} targets, ${secs}s each"
 failed=()
+flaked=()
 for t in "${targets[@]}"; do
   dir="${t% *}"
   name="${t#* }"
-  echo "== ${name} (./${dir})"
-  if ! "$GO" test -run '^$' -fuzz="^${name}\$" -fuzztime="${secs}s" "${parallel[@]}" "./${dir}"; then
-    failed+=("${name} (./${dir})")
-  fi
+  corpus="${dir}/testdata/fuzz/${name}"
+  attempt=1
+  while :; do
+    if [ "$attempt" -eq 1 ]; then echo "== ${name} (./${dir})"; else echo "== ${name} (./${dir}), attempt ${attempt}"; fi
+    before="$(ls -1 "$corpus" 2>/dev/null | sort || true)"
+    log="$(mktemp)"
+    rc=0
+    "$GO" test -run '^$' -fuzz="^${name}\$" -fuzztime="${secs}s" "${parallel[@]}" "./${dir}" 2>&1 | tee "$log" || rc=$?
+    after="$(ls -1 "$corpus" 2>/dev/null | sort || true)"
+    # Go's fuzz coordinator (go1.26 and older) can end a run with a bare
+    # "context deadline exceeded" failure at the -fuzztime boundary, with no
+    # failing input: golang/go#75804, fixed in go1.27. A real failure always
+    # writes its input under testdata/fuzz/<Target>/, so a failure that wrote
+    # nothing and printed that error is retried once, then reported as the
+    # toolchain race rather than as a failing target.
+    spurious=0
+    if [ "$rc" -ne 0 ] && [ "$before" = "$after" ] \
+      && grep -qx '[[:space:]]*context deadline exceeded' "$log"; then
+      spurious=1
+    fi
+    rm -f "$log"
+    if [ "$rc" -eq 0 ]; then
+      break
+    fi
+    if [ "$spurious" -eq 1 ] && [ "$attempt" -lt 2 ]; then
+      echo "fuzz.sh: ${name}: 'context deadline exceeded' with no failing input (golang/go#75804); running it again" >&2
+      attempt=$((attempt + 1))
+      continue
+    fi
+    if [ "$spurious" -eq 1 ]; then
+      echo "fuzz.sh: WARNING: ${name}: the Go fuzz coordinator's deadline race twice in a row, no failing input written; not counted as a failure" >&2
+      flaked+=("${name}")
+    else
+      failed+=("${name} (./${dir})")
+    fi
+    break
+  done
 done
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "fuzz.sh: FAILED: ${failed[*]} (failing inputs are under <package>/testdata/fuzz/)" >&2
   exit 1
 fi
-echo "fuzz.sh: all ${#targets[@]} targets passed"
+echo "fuzz.sh: all ${#targets[@]} targets passed${flaked[0]:+ (toolchain deadline race, no failing input: ${flaked[*]})}"
