@@ -8,7 +8,7 @@
 // prompt chunks of newly admitted ones, then samples every request's next
 // token with its own sampler. Requests join and leave between steps; beyond
 // Parallel they wait in a bounded queue. Each request may carry its own
-// steering (file, strengths, α): a steering.Router per hook point applies it
+// steering (file, strengths, α): a intervene.Router per hook point applies it
 // to that request's rows only, so requests with different steering, or
 // none, share a batch, and the rows of unsteered requests are not touched.
 //
@@ -34,7 +34,7 @@ import (
 
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // Limits and defaults of Config.
@@ -79,7 +79,7 @@ type Request struct {
 	// Steering, if set, steers this request's rows. It belongs to the
 	// engine until Generate returns (an Intervention is not safe for
 	// concurrent use); its audit callback runs on the engine's goroutine.
-	Steering *steering.Intervention
+	Steering *intervene.Intervention
 	// SteeringKey identifies Steering for the prompt cache: requests share
 	// cached prefixes only when their keys are equal. With Steering set and
 	// an empty key the request neither uses nor leaves a cached prefix.
@@ -149,7 +149,7 @@ type Engine struct {
 
 	// Owned by the loop goroutine.
 	seqs    []*sequence
-	routers map[hooks.Point]*steering.Router
+	routers map[hooks.Point]*intervene.Router
 	batch   *llama.Batch
 	clock   int64
 }
@@ -243,7 +243,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.QueueSize = 0
 	}
 	e := &Engine{cfg: cfg, model: cfg.Model, nCtx: cfg.NCtx, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		routers: map[hooks.Point]*steering.Router{}}
+		routers: map[hooks.Point]*intervene.Router{}}
 	var hook llama.EvalHook
 	if cfg.Catalog != nil {
 		e.hooks = hooks.New(cfg.Catalog)
@@ -568,7 +568,7 @@ func (e *Engine) place(r *request) {
 		p := r.Steering.Point()
 		rt := e.routers[p]
 		if rt == nil {
-			rt = steering.NewRouter(p)
+			rt = intervene.NewRouter(p)
 			e.routers[p] = rt
 		}
 		_ = rt.Set(target.id, r.Steering)

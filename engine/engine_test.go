@@ -14,7 +14,7 @@ import (
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 type env struct {
@@ -64,9 +64,9 @@ func steerFile(nEmbd, layer int, seed float64) *steer.File {
 		Method: steer.MethodMATSteer, Attributes: []steer.Attribute{a, b}}
 }
 
-func (v env) intervention(t *testing.T, f *steer.File, global float64) *steering.Intervention {
+func (v env) intervention(t *testing.T, f *steer.File, global float64) *intervene.Intervention {
 	t.Helper()
-	iv, err := steering.New(f, steer.ApplyOptions{Global: global}, v.m, v.cat)
+	iv, err := intervene.New(f, steer.ApplyOptions{Global: global}, v.m, v.cat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func (v env) solo(t *testing.T, req Request) []llama.Token {
 	}
 	defer c.Close()
 	if req.Steering != nil {
-		if err := steering.Install(h, req.Steering); err != nil {
+		if err := intervene.Install(h, req.Steering); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,7 +183,7 @@ func TestMixedBatchSteersOnlyItsOwnRows(t *testing.T) {
 				return nil
 			}
 		}
-		rt := steering.NewRouter(p)
+		rt := intervene.NewRouter(p)
 		if steered {
 			for seq, f := range files {
 				if f != nil {
@@ -249,7 +249,7 @@ func checkOwnVectors(t *testing.T, v env, p hooks.Point, files []*steer.File) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rt := steering.NewRouter(p)
+	rt := intervene.NewRouter(p)
 	for seq, f := range files {
 		if f != nil {
 			_ = rt.Set(seq, v.intervention(t, f, 1))
@@ -322,7 +322,7 @@ func TestPromptCache(t *testing.T) {
 	v := newEnv(t)
 	e := v.engine(t, Config{Parallel: 2, NCtx: 256})
 	system := prompt(20) // a long shared prefix
-	ask := func(q int, iv *steering.Intervention, key string) ([]llama.Token, Result) {
+	ask := func(q int, iv *intervene.Intervention, key string) ([]llama.Token, Result) {
 		p := append(slices.Clone(system), prompt(q)[1:]...)
 		return collect(t, e, context.Background(), Request{Prompt: p, MaxTokens: 8, Steering: iv, SteeringKey: key})
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/matsteer/matsteer/internal/testenv"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // smolEnv loads the default model (SmolLM2) and the shared data, or skips.
@@ -59,7 +59,7 @@ func TestSmolLM2TruthfulQA(t *testing.T) {
 	}
 	f := &steer.File{Version: steer.FileVersion, Site: "l_out", Layer: 10, NEmbd: d, ModelArch: e.m.Arch(),
 		Method: steer.MethodMeanDiff, NormPreserve: true, Attributes: []steer.Attribute{a}}
-	iv, err := steering.New(f, steer.DefaultApplyOptions(), e.m, e.cat)
+	iv, err := intervene.New(f, steer.DefaultApplyOptions(), e.m, e.cat)
 	if err != nil {
 		t.Fatal(err)
 	}

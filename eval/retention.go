@@ -11,7 +11,7 @@ import (
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/progress"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // DefaultRetentionMaxTokens is the default length limit of a retention
@@ -372,7 +372,7 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 		var keys []key
 		tallies := map[key]*tally{}
 		var cur *tally
-		iv.SetAudit(func(a steering.RowAudit) {
+		iv.SetAudit(func(a intervene.RowAudit) {
 			cur.tokens++
 			for k, g := range a.Gates {
 				cur.sum[k] += float64(g)

@@ -14,7 +14,7 @@ import (
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/progress"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // NoneName is the name of the unsteered condition.
@@ -26,9 +26,9 @@ type Method struct {
 	// Name labels the condition in results; names must be unique in a run.
 	Name string
 	// Intervention steers the model; nil evaluates it unsteered. It must
-	// have been prepared for the Runner's model (steering.Load or New) and
+	// have been prepared for the Runner's model (intervene.Load or New) and
 	// must not be used by another context at the same time.
-	Intervention *steering.Intervention
+	Intervention *intervene.Intervention
 	// Path is the steering file's path, for reports.
 	Path string
 	// Options are the strengths the intervention was built with, for
@@ -51,7 +51,7 @@ func LoadMethod(name, path string, opts steer.ApplyOptions, m *llama.Model, cat 
 
 // NewMethod is LoadMethod for a steering file already read from path.
 func NewMethod(name, path string, f *steer.File, opts steer.ApplyOptions, m *llama.Model, cat *hooks.Catalog) (Method, error) {
-	iv, err := steering.New(f, opts, m, cat)
+	iv, err := intervene.New(f, opts, m, cat)
 	if err != nil {
 		return Method{}, fmt.Errorf("steering file %s: %w", path, err)
 	}
@@ -181,7 +181,7 @@ func (r *Runner) install(m Method) error {
 	if m.Intervention == nil {
 		return nil
 	}
-	if err := steering.Install(r.hooks, m.Intervention); err != nil {
+	if err := intervene.Install(r.hooks, m.Intervention); err != nil {
 		return fmt.Errorf("eval: method %s: %w", m.Name, err)
 	}
 	return nil

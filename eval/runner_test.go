@@ -14,7 +14,7 @@ import (
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 type env struct {
@@ -53,7 +53,7 @@ func testFile(nEmbd, layer int, gateB float64) *steer.File {
 
 func (e env) method(t *testing.T, name string, f *steer.File, opts steer.ApplyOptions) Method {
 	t.Helper()
-	iv, err := steering.New(f, opts, e.m, e.cat)
+	iv, err := intervene.New(f, opts, e.m, e.cat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func (e env) fullSequence(t *testing.T, m Method, prompt, cont []llama.Token) fl
 	}
 	defer c.Close()
 	if m.Intervention != nil {
-		if err := steering.Install(h, m.Intervention); err != nil {
+		if err := intervene.Install(h, m.Intervention); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -162,7 +162,7 @@ func TestScoresMatchFullSequence(t *testing.T) {
 		}
 	}
 	// ContinuationLogProb on the runner's context with the steering installed.
-	if err := steering.Install(r.hooks, steered.Intervention); err != nil {
+	if err := intervene.Install(r.hooks, steered.Intervention); err != nil {
 		t.Fatal(err)
 	}
 	prompt, _ := e.m.Tokenize(items[0].Prompt, true, false)
@@ -255,7 +255,7 @@ func TestEvaluateErrorsAndCancel(t *testing.T) {
 	}
 }
 
-// LoadMethod reports steering.Load's error for a file made for another model.
+// LoadMethod reports intervene.Load's error for a file made for another model.
 func TestLoadMethodWrongModel(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
@@ -272,7 +272,7 @@ func TestLoadMethodWrongModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = LoadMethod("", wrong, steer.DefaultApplyOptions(), e.m, e.cat)
-	_, want := steering.Load(wrong, steer.DefaultApplyOptions(), e.m, e.cat)
+	_, want := intervene.Load(wrong, steer.DefaultApplyOptions(), e.m, e.cat)
 	if err == nil || want == nil || err.Error() != want.Error() {
 		t.Fatalf("wrong model: %v, want %v", err, want)
 	}
@@ -313,7 +313,7 @@ func TestRetention(t *testing.T) {
 		}
 		defer c.Close()
 		if m.Intervention != nil {
-			steering.Install(h, m.Intervention)
+			intervene.Install(h, m.Intervention)
 		}
 		b := llama.NewBatch(len(toks), 1)
 		defer b.Close()

@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/matsteer/matsteer/llama"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // auditLog is the shared JSONL audit sink. Each request's lines are
@@ -60,7 +60,7 @@ func newAuditRecorder(m *llama.Model, id, file string, attrs []string, promptLen
 // row appends one line:
 //
 //	{"request_id":"chatcmpl-…","file":"safety","pos":7,"token":1234,"text":" hello","generated":false,"gates":{"toxicity":0.93,"truthfulness":0.02},"delta":0.41}
-func (r *auditRecorder) row(a steering.RowAudit) {
+func (r *auditRecorder) row(a intervene.RowAudit) {
 	b := r.buf.AvailableBuffer()
 	b = append(b, r.prefix...)
 	b = append(b, `"pos":`...)

@@ -63,7 +63,7 @@
 // # Steering files at run time
 //
 // POST /v1/steering reads a steering file, validates it against the model
-// (architecture, width, layer, hook site: steering.Check) and registers it;
+// (architecture, width, layer, hook site: intervene.Check) and registers it;
 // a name already in use is refused with 409 unless "replace" is true.
 // DELETE /v1/steering/{name} unloads it. Requests already running keep the
 // file they started with. Both need Config.SteerDir (--steer-dir): without

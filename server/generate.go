@@ -10,7 +10,7 @@ import (
 	"github.com/matsteer/matsteer/engine"
 	"github.com/matsteer/matsteer/internal/textstream"
 	"github.com/matsteer/matsteer/llama"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // job is one validated generation request.
@@ -83,7 +83,7 @@ func (s *Server) run(ctx context.Context, j *job, start func() error, emit func(
 	req := engine.Request{Prompt: j.prompt, MaxTokens: j.maxTokens, Sampler: j.sampler}
 	var rec *auditRecorder
 	if j.steer != nil {
-		iv, err := steering.New(j.steer.entry.file, j.steer.opts, s.model, s.cat)
+		iv, err := intervene.New(j.steer.entry.file, j.steer.opts, s.model, s.cat)
 		if err != nil {
 			return out, invalid("steering", "steering file %q: %v", j.steer.entry.name, err)
 		}

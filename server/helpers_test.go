@@ -21,7 +21,7 @@ import (
 	"github.com/matsteer/matsteer/internal/textstream"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // testSteerFile is a two-attribute file for the random model: a gated
@@ -143,11 +143,11 @@ func (f *fixture) referenceBytes(prompt []llama.Token, maxTokens int, opts *stee
 	h := hooks.New(f.cat)
 	defer h.Close()
 	if opts != nil {
-		iv, err := steering.New(f.file, *opts, f.m, f.cat)
+		iv, err := intervene.New(f.file, *opts, f.m, f.cat)
 		if err != nil {
 			f.t.Fatal(err)
 		}
-		if err := steering.Install(h, iv); err != nil {
+		if err := intervene.Install(h, iv); err != nil {
 			f.t.Fatal(err)
 		}
 		hk = h

@@ -16,7 +16,7 @@ import (
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // validSteerName is the form of a steering file's name in requests.
@@ -127,7 +127,7 @@ func (e *steerEntry) info() SteeringInfo {
 }
 
 // LoadSteering reads the steering file at path, validates it against the
-// server's model (steering.Check) and registers it as name. It is for the
+// server's model (intervene.Check) and registers it as name. It is for the
 // operator (start-up files): any path, and errors with every detail; HTTP
 // loads go through LoadSteeringFromDir. An existing file
 // of that name is replaced only when replace is set; requests already
@@ -145,7 +145,7 @@ func (s *Server) LoadSteering(name, path string, replace bool) (SteeringInfo, er
 
 // register checks f against the model and registers it as name.
 func (s *Server) register(name, path string, f *steer.File, replace bool) (SteeringInfo, error) {
-	p, err := steering.Check(f, s.model, s.cat)
+	p, err := intervene.Check(f, s.model, s.cat)
 	if err != nil {
 		return SteeringInfo{}, invalid("path", "steering file %s does not fit the model: %v", path, err)
 	}

@@ -21,6 +21,10 @@
 //   - Control-vector export/import for llama.cpp ([ExportControlVector],
 //     [ImportControlVector]).
 //
+// This package does not touch a model: package intervene applies a file to a
+// running llama.cpp context, and package extract captures the activations
+// that training reads.
+//
 // Training has two loss modes. "reference" reproduces the official code's
 // reductions (MMD averaged over attributes, gate penalties averaged over all
 // batch rows × all gates, orthogonality over unordered pairs, MMD positives

@@ -28,7 +28,7 @@ import (
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/models"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 type config struct {
@@ -557,10 +557,10 @@ func (b *bench) benchSteerFile() *steer.File {
 // steerOverhead compares MAT-Steer steering (3 gated attributes, one layer)
 // with the unsteered model.
 func (b *bench) steerOverhead() error {
-	iv, err := steering.New(b.benchSteerFile(), steer.DefaultApplyOptions(), b.model, b.cat)
+	iv, err := intervene.New(b.benchSteerFile(), steer.DefaultApplyOptions(), b.model, b.cat)
 	if err != nil {
 		return err
 	}
 	return b.overhead(fmt.Sprintf("MAT-Steer (3 gated attributes at %s) vs unsteered:", iv.Point()), "steered vs unsteered",
-		func(h *hooks.Hooks) error { return steering.Install(h, iv) })
+		func(h *hooks.Hooks) error { return intervene.Install(h, iv) })
 }

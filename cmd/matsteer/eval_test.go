@@ -16,7 +16,7 @@ import (
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // runCommand runs `matsteer COMMAND ARGS...` in-process and returns
@@ -181,7 +181,7 @@ func TestEvalCLIErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, wrongErr := steering.Load(f.wrongSteer, steer.ApplyOptions{Global: 1, Strengths: map[string]float64{}}, m, cat)
+	_, wrongErr := intervene.Load(f.wrongSteer, steer.ApplyOptions{Global: 1, Strengths: map[string]float64{}}, m, cat)
 	m.Close()
 	if wrongErr == nil {
 		t.Fatal("steering.Load accepted a file for another model")

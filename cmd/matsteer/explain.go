@@ -10,7 +10,7 @@ import (
 
 	"github.com/matsteer/matsteer/internal/safefile"
 	"github.com/matsteer/matsteer/llama"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // tokenGates records the gates of every steered row by position.
@@ -21,13 +21,13 @@ type tokenGates struct {
 	nPrompt int
 }
 
-func newTokenGates(ivs []*steering.Intervention) *tokenGates {
+func newTokenGates(ivs []*intervene.Intervention) *tokenGates {
 	tg := &tokenGates{byPos: map[int][]float32{}, deltas: map[int]float32{}}
 	for _, iv := range ivs {
 		off := len(tg.attrs)
 		tg.attrs = append(tg.attrs, iv.Attributes()...)
 		n := len(tg.attrs)
-		iv.SetAudit(func(a steering.RowAudit) {
+		iv.SetAudit(func(a intervene.RowAudit) {
 			g := tg.byPos[a.Pos]
 			if len(g) < n {
 				g = append(g, make([]float32, n-len(g))...)

@@ -10,7 +10,7 @@ import (
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/internal/textstream"
 	"github.com/matsteer/matsteer/llama"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 func generateCommand() *cli.Command {
@@ -99,7 +99,7 @@ func runGenerate(c *cli.Context) error {
 			tg.nPrompt = len(toks)
 		}
 		for _, iv := range ivs {
-			if err := steering.Install(h, iv); err != nil {
+			if err := intervene.Install(h, iv); err != nil {
 				return err
 			}
 		}

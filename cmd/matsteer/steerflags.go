@@ -10,7 +10,7 @@ import (
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/steering"
+	"github.com/matsteer/matsteer/intervene"
 )
 
 // steerFlags select steering files and their strengths.
@@ -24,7 +24,7 @@ func steerFlags() []cli.Flag {
 
 // loadInterventions reads the --steer files and checks them against the
 // model. Every --strength name must belong to one of the files.
-func loadInterventions(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]*steering.Intervention, error) {
+func loadInterventions(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]*intervene.Intervention, error) {
 	paths := c.StringSlice("steer")
 	if len(paths) == 0 {
 		if len(c.StringSlice("strength")) > 0 {
@@ -47,9 +47,9 @@ func loadInterventions(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]*s
 		return nil, err
 	}
 	points := map[hooks.Point]string{}
-	var ivs []*steering.Intervention
+	var ivs []*intervene.Intervention
 	for i, path := range paths {
-		iv, err := steering.New(files[i], steer.ApplyOptions{Global: c.Float64("global"), Strengths: own[i]}, m, cat)
+		iv, err := intervene.New(files[i], steer.ApplyOptions{Global: c.Float64("global"), Strengths: own[i]}, m, cat)
 		if err != nil {
 			return nil, fmt.Errorf("steering file %s: %w", path, err)
 		}

@@ -1,8 +1,14 @@
-// Package steering connects trained steering files (package steer) to a
-// running llama.cpp context (package hooks): it validates a file against
-// the model, installs the gated intervention at the file's site and layer,
-// and optionally reports every steered row's gates.
-package steering
+// Package intervene applies trained steering files to a running model: it
+// validates a file (package steer) against the model, turns it into the
+// gated intervention that edits activations at the file's site and layer
+// through a context's hooks (package hooks), routes each sequence of a
+// mixed batch to its own intervention (Router), and optionally reports
+// every steered row's gates.
+//
+// Package steer makes and reads steering files; this package is the one
+// that changes what a model computes with them. Most programs use neither
+// directly: the root package matsteer and package engine wrap both.
+package intervene
 
 import (
 	"fmt"
