@@ -33,8 +33,8 @@ import (
 	"time"
 
 	"github.com/matsteer/matsteer/hooks"
-	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/intervene"
+	"github.com/matsteer/matsteer/llama"
 )
 
 // Limits and defaults of Config.
@@ -80,9 +80,14 @@ type Request struct {
 	// engine until Generate returns (an Intervention is not safe for
 	// concurrent use); its audit callback runs on the engine's goroutine.
 	Steering *intervene.Intervention
-	// SteeringKey identifies Steering for the prompt cache: requests share
-	// cached prefixes only when their keys are equal. With Steering set and
-	// an empty key the request neither uses nor leaves a cached prefix.
+	// MoreSteering steers further hook points for this request: at most
+	// one intervention per point, none at Steering's point. It is owned
+	// like Steering, and SteeringKey must cover it too.
+	MoreSteering []*intervene.Intervention
+	// SteeringKey identifies Steering and MoreSteering for the prompt cache:
+	// requests share cached prefixes only when their keys are equal. With
+	// steering set and an empty key the request neither uses nor leaves a
+	// cached prefix.
 	SteeringKey string
 	// OnAdmit, if set, is called on the caller's goroutine when the request
 	// leaves the queue for a sequence, before its first token (a server
@@ -425,10 +430,31 @@ func (e *Engine) check(req *Request) error {
 			return fmt.Errorf("engine: prompt token %d at position %d is outside the vocabulary (0..%d)", t, i, nv-1)
 		}
 	}
-	if req.Steering != nil && e.hooks == nil {
+	ivs := req.interventions()
+	if len(ivs) > 0 && e.hooks == nil {
 		return errors.New("engine: steering needs Config.Catalog")
 	}
+	seen := map[hooks.Point]bool{}
+	for i, iv := range req.MoreSteering {
+		if iv == nil {
+			return fmt.Errorf("engine: MoreSteering[%d] is nil", i)
+		}
+	}
+	for _, iv := range ivs {
+		if seen[iv.Point()] {
+			return fmt.Errorf("engine: two interventions of one request steer %s", iv.Point())
+		}
+		seen[iv.Point()] = true
+	}
 	return nil
+}
+
+// interventions lists the request's steering: Steering, then MoreSteering.
+func (req *Request) interventions() []*intervene.Intervention {
+	if req.Steering == nil {
+		return req.MoreSteering
+	}
+	return append([]*intervene.Intervention{req.Steering}, req.MoreSteering...)
 }
 
 func (e *Engine) enqueue(r *request) error {
@@ -524,8 +550,9 @@ func (e *Engine) admit() {
 
 // place puts r on an idle sequence, reusing the longest cached prefix.
 func (e *Engine) place(r *request) {
-	key, reuse := r.SteeringKey, !e.cfg.NoPromptCache && (r.Steering == nil || r.SteeringKey != "")
-	if r.Steering == nil {
+	ivs := r.interventions()
+	key, reuse := r.SteeringKey, !e.cfg.NoPromptCache && (len(ivs) == 0 || r.SteeringKey != "")
+	if len(ivs) == 0 {
 		key = ""
 	}
 	var best *sequence
@@ -564,17 +591,21 @@ func (e *Engine) place(r *request) {
 	for _, t := range r.Prompt {
 		r.smp.Accept(t)
 	}
-	if r.Steering != nil && r.Steering.Needed() {
-		p := r.Steering.Point()
+	for _, iv := range ivs {
+		if !iv.Needed() {
+			continue
+		}
+		p := iv.Point()
 		rt := e.routers[p]
 		if rt == nil {
 			rt = intervene.NewRouter(p)
 			e.routers[p] = rt
 		}
-		_ = rt.Set(target.id, r.Steering)
+		_ = rt.Set(target.id, iv)
 		if rt.Len() == 1 {
 			if err := e.hooks.SetIntervention(p, rt); err != nil {
 				e.end(r, "error", fmt.Errorf("engine: installing steering at %s: %w", p, err))
+				return
 			}
 		}
 	}
@@ -628,8 +659,11 @@ func (e *Engine) reap() {
 func (e *Engine) end(r *request, reason string, err error) {
 	s := r.seq
 	if s != nil {
-		if r.Steering != nil && r.Steering.Needed() {
-			p := r.Steering.Point()
+		for _, iv := range r.interventions() {
+			if !iv.Needed() {
+				continue
+			}
+			p := iv.Point()
 			if rt := e.routers[p]; rt != nil {
 				_ = rt.Set(s.id, nil)
 				if rt.Len() == 0 {
