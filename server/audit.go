@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/intervene"
+	"github.com/matsteer/matsteer/llama"
 )
 
 // auditLog is the shared JSONL audit sink. Each request's lines are

@@ -9,8 +9,8 @@ import (
 
 	"github.com/matsteer/matsteer/engine"
 	"github.com/matsteer/matsteer/internal/textstream"
-	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/intervene"
+	"github.com/matsteer/matsteer/llama"
 )
 
 // job is one validated generation request.

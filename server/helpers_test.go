@@ -19,9 +19,9 @@ import (
 
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/internal/textstream"
+	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/intervene"
 )
 
 // testSteerFile is a two-attribute file for the random model: a gated

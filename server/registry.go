@@ -15,8 +15,8 @@ import (
 
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/internal/safefile"
-	"github.com/matsteer/matsteer/steer"
 	"github.com/matsteer/matsteer/intervene"
+	"github.com/matsteer/matsteer/steer"
 )
 
 // validSteerName is the form of a steering file's name in requests.

@@ -25,10 +25,10 @@ import (
 	"github.com/matsteer/matsteer/extract"
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/internal/safefile"
+	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/models"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/intervene"
 )
 
 type config struct {

@@ -14,9 +14,9 @@ import (
 
 	"github.com/matsteer/matsteer/eval"
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/intervene"
 )
 
 // runCommand runs `matsteer COMMAND ARGS...` in-process and returns

@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/matsteer/matsteer/internal/safefile"
-	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/intervene"
+	"github.com/matsteer/matsteer/llama"
 )
 
 // tokenGates records the gates of every steered row by position.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/internal/textstream"
-	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/intervene"
+	"github.com/matsteer/matsteer/llama"
 )
 
 func generateCommand() *cli.Command {

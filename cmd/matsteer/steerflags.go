@@ -8,9 +8,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/intervene"
 )
 
 // steerFlags select steering files and their strengths.
