@@ -19,6 +19,10 @@ type CalibrateOptions struct {
 	// MaxKL is the budget: the mean KL(unsteered ‖ steered) on the texts,
 	// in nats per position. It must be positive.
 	MaxKL float64
+	// MaxKLP99, when positive, is a second budget on the tail: the 99th
+	// percentile of the per-position KL (RetentionResult.KLP99). A
+	// strength is within budget when both hold. 0: no tail budget.
+	MaxKLP99 float64
 	// Grid is the ascending list of global strengths tried first (nil:
 	// DefaultCalibrationGrid); its largest value caps the result.
 	Grid []float64
@@ -32,33 +36,50 @@ type CalibrateOptions struct {
 	Retention RetentionOptions
 }
 
-// CalibrationPoint is one strength tried and its KL on the texts.
+// CalibrationPoint is one strength tried and its KL on the texts: the
+// mean over positions, the 99th percentile and the maximum.
 type CalibrationPoint struct {
 	Alpha float64 `json:"alpha"`
 	KL    float64 `json:"kl"`
+	KLP99 float64 `json:"kl_p99"`
+	KLMax float64 `json:"kl_max"`
 	PPL   float64 `json:"ppl"`
 }
+
+// Which budget a strength exceeded (Calibration.BoundBy).
+const (
+	BoundMean = "mean"     // the mean KL is over MaxKL
+	BoundP99  = "p99"      // the 99th percentile is over MaxKLP99
+	BoundBoth = "mean+p99" // both
+)
 
 // Calibration is the strongest global strength α of one steering file
 // whose KL on neutral text stays within a budget.
 type Calibration struct {
-	Path  string  `json:"path"`
-	MaxKL float64 `json:"max_kl"`
+	Path     string  `json:"path"`
+	MaxKL    float64 `json:"max_kl"`
+	MaxKLP99 float64 `json:"max_kl_p99,omitempty"`
 	// Alpha is the chosen strength (0 when even the smallest grid value
-	// is over budget), KL and PPL its measurements.
+	// is over budget), KL, KLP99, KLMax and PPL its measurements.
 	Alpha   float64 `json:"alpha"`
 	KL      float64 `json:"kl"`
+	KLP99   float64 `json:"kl_p99"`
+	KLMax   float64 `json:"kl_max"`
 	PPL     float64 `json:"ppl"`
 	PPLBase float64 `json:"ppl_base"`
 	// Capped is set when the largest grid strength is within budget (the
 	// budget would allow more).
-	Capped bool               `json:"capped"`
-	Tried  []CalibrationPoint `json:"tried"`
+	Capped bool `json:"capped"`
+	// BoundBy says which budget the smallest strength over budget
+	// exceeded (BoundMean, BoundP99 or BoundBoth; empty when capped).
+	BoundBy string             `json:"bound_by,omitempty"`
+	Tried   []CalibrationPoint `json:"tried"`
 }
 
 // Calibrate finds the largest global strength α for steering file f (read
 // from path) whose mean KL divergence from the unsteered model on texts is
-// at most opts.MaxKL. It measures every grid strength in one pass over the
+// at most opts.MaxKL (and, with opts.MaxKLP99 > 0, whose 99th percentile of
+// the per-position KL is at most opts.MaxKLP99). It measures every grid strength in one pass over the
 // texts, then bisects on log α between the largest grid strength within
 // budget and the next one, rounding midpoints to three significant digits.
 // The answer is the largest strength measured below the first one over
@@ -68,6 +89,10 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 	if !(opts.MaxKL > 0) || math.IsInf(opts.MaxKL, 0) {
 		return Calibration{}, fmt.Errorf("eval: calibrate: KL budget must be a positive number, got %g", opts.MaxKL)
 	}
+	if !(opts.MaxKLP99 >= 0) || math.IsInf(opts.MaxKLP99, 0) {
+		return Calibration{}, fmt.Errorf("eval: calibrate: the 99th-percentile KL budget must be a positive number (0: none), got %g", opts.MaxKLP99)
+	}
+	bud := budget{mean: opts.MaxKL, p99: opts.MaxKLP99}
 	grid := opts.Grid
 	if len(grid) == 0 {
 		grid = DefaultCalibrationGrid
@@ -81,7 +106,7 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 	if refine == 0 {
 		refine = 4
 	}
-	cal := Calibration{Path: path, MaxKL: opts.MaxKL}
+	cal := Calibration{Path: path, MaxKL: opts.MaxKL, MaxKLP99: opts.MaxKLP99}
 	measure := func(alphas []float64) error {
 		methods := make([]Method, len(alphas))
 		for i, a := range alphas {
@@ -96,7 +121,7 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 			return err
 		}
 		for i, a := range alphas {
-			cal.Tried = append(cal.Tried, CalibrationPoint{Alpha: a, KL: res[i].KL, PPL: res[i].PPL})
+			cal.Tried = append(cal.Tried, CalibrationPoint{Alpha: a, KL: res[i].KL, KLP99: res[i].KLP99, KLMax: res[i].KLMax, PPL: res[i].PPL})
 			cal.PPLBase = res[i].PPLBase
 		}
 		return nil
@@ -110,7 +135,7 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 	// lo: largest grid strength within budget; hi: the next one.
 	lo := -1
 	for i, p := range cal.Tried {
-		if p.KL <= opts.MaxKL {
+		if bud.within(p) {
 			lo = i
 		} else {
 			break
@@ -137,34 +162,60 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 			if err := measure([]float64{mid}); err != nil {
 				return cal, err
 			}
-			if cal.Tried[len(cal.Tried)-1].KL <= opts.MaxKL {
+			if bud.within(cal.Tried[len(cal.Tried)-1]) {
 				a = mid
 			} else {
 				b = mid
 			}
 		}
 	}
-	best := withinBudget(cal.Tried, opts.MaxKL)
-	cal.Alpha, cal.KL, cal.PPL = best.Alpha, best.KL, best.PPL
+	best, over := withinBudget(cal.Tried, bud)
+	cal.Alpha, cal.KL, cal.KLP99, cal.KLMax, cal.PPL = best.Alpha, best.KL, best.KLP99, best.KLMax, best.PPL
 	if best.Alpha == 0 {
 		cal.PPL = cal.PPLBase
+	}
+	if over != nil {
+		cal.BoundBy = bud.exceeded(*over)
 	}
 	return cal, nil
 }
 
+// budget is the KL budget of a calibration: the mean, and the 99th
+// percentile when p99 > 0.
+type budget struct{ mean, p99 float64 }
+
+func (b budget) within(p CalibrationPoint) bool {
+	return p.KL <= b.mean && (b.p99 == 0 || p.KLP99 <= b.p99)
+}
+
+// exceeded names the budgets p is over.
+func (b budget) exceeded(p CalibrationPoint) string {
+	mean, p99 := p.KL > b.mean, b.p99 > 0 && p.KLP99 > b.p99
+	switch {
+	case mean && p99:
+		return BoundBoth
+	case p99:
+		return BoundP99
+	case mean:
+		return BoundMean
+	}
+	return ""
+}
+
 // withinBudget sorts the measured strengths and returns the largest one
-// below the first over budget (zero when the smallest is over): a larger
-// strength within budget again, if KL is not monotone, is not trusted.
-func withinBudget(tried []CalibrationPoint, maxKL float64) CalibrationPoint {
+// below the first over budget (zero when the smallest is over) and that
+// first one (nil if none is over): a larger strength within budget again,
+// if KL is not monotone, is not trusted.
+func withinBudget(tried []CalibrationPoint, b budget) (CalibrationPoint, *CalibrationPoint) {
 	sort.Slice(tried, func(i, j int) bool { return tried[i].Alpha < tried[j].Alpha })
 	best := CalibrationPoint{}
-	for _, p := range tried {
-		if p.KL > maxKL {
-			break
+	for i, p := range tried {
+		if !b.within(p) {
+			return best, &tried[i]
 		}
 		best = p
 	}
-	return best
+	return best, nil
 }
 
 func anySteered(ps []CalibrationPoint) bool {

@@ -103,8 +103,81 @@ func TestWithinBudget(t *testing.T) {
 		{[]float64{0.01, 0.02}, 2},
 		{[]float64{0.01, 0.1}, 2}, // the budget itself is within budget
 	} {
-		if got := withinBudget(pts(c.kls...), 0.1); got.Alpha != c.want {
+		if got, _ := withinBudget(pts(c.kls...), budget{mean: 0.1}); got.Alpha != c.want {
 			t.Errorf("KL %v: α %v, want %v", c.kls, got.Alpha, c.want)
+		}
+	}
+	// Both budgets: α=3 is within the mean budget but over the tail's.
+	tried := []CalibrationPoint{
+		{Alpha: 1, KL: 0.01, KLP99: 0.2},
+		{Alpha: 2, KL: 0.03, KLP99: 0.5},
+		{Alpha: 3, KL: 0.05, KLP99: 1.2},
+		{Alpha: 4, KL: 0.2, KLP99: 2},
+	}
+	for _, c := range []struct {
+		b     budget
+		want  float64
+		bound string
+	}{
+		{budget{mean: 0.1}, 3, BoundMean},
+		{budget{mean: 0.1, p99: 1}, 2, BoundP99},
+		{budget{mean: 0.1, p99: 0.5}, 2, BoundP99}, // the budget itself is within it
+		{budget{mean: 0.1, p99: 5}, 3, BoundMean},
+		{budget{mean: 0.02, p99: 0.1}, 0, BoundP99}, // α=1: mean 0.01 within, p99 0.2 over
+		{budget{mean: 0.005, p99: 0.1}, 0, BoundBoth},
+		{budget{mean: 1, p99: 5}, 4, ""},
+	} {
+		best, over := withinBudget(append([]CalibrationPoint(nil), tried...), c.b)
+		bound := ""
+		if over != nil {
+			bound = c.b.exceeded(*over)
+		}
+		if best.Alpha != c.want || bound != c.bound {
+			t.Errorf("budget %+v: α %v bound %q, want %v %q", c.b, best.Alpha, bound, c.want, c.bound)
+		}
+	}
+}
+
+// TestCalibrateP99 budgets the tail on the random model: with the tail
+// budget at the 99th percentile measured at α=1 and a mean budget that
+// does not bind, α lands in [1, 2) and is bound by the tail.
+func TestCalibrateP99(t *testing.T) {
+	e := newEnv(t)
+	r := e.runner(t)
+	f := testFile(e.m.NEmbd(), 1, 0.1)
+	texts := []string{"The weather was mild and the market opened late.", "A recipe needs flour, water and salt, then time."}
+	ctx := context.Background()
+	grid := []float64{0.25, 0.5, 1, 2, 4}
+	ref, err := r.Retention(ctx, texts, []Method{e.method(t, "a1", f, steer.ApplyOptions{Global: 1})}, RetentionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p99 := ref[0].KLP99 * 1.0000001
+	meanOnly, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: 1e9, Grid: grid, Refine: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !meanOnly.Capped || meanOnly.Alpha != 4 {
+		t.Fatalf("no binding budget: %+v", meanOnly)
+	}
+	cal, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: 1e9, MaxKLP99: p99, Grid: grid, Refine: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cal.Alpha < 1 || cal.Alpha >= 2 || cal.KLP99 > p99 || cal.Capped || cal.BoundBy != BoundP99 || cal.MaxKLP99 != p99 {
+		t.Fatalf("calibration %+v, p99 budget %g", cal, p99)
+	}
+	if !(cal.KLP99 <= cal.KLMax && cal.KL <= cal.KLMax) {
+		t.Errorf("chosen point: KL %g p99 %g max %g", cal.KL, cal.KLP99, cal.KLMax)
+	}
+	for _, p := range cal.Tried {
+		if p.Alpha > cal.Alpha && p.KLP99 <= p99 {
+			t.Errorf("α=%g is within the tail budget (p99 %g) but %g was chosen", p.Alpha, p.KLP99, cal.Alpha)
+		}
+	}
+	for _, bad := range []float64{-1, math.NaN(), math.Inf(1)} {
+		if _, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: 1, MaxKLP99: bad, Grid: grid}); err == nil {
+			t.Errorf("p99 budget %v: no error", bad)
 		}
 	}
 }

@@ -155,9 +155,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 		r0 := rep.Retention.Results[0]
 		fmt.Fprintf(tw, "retention on %s (%d texts, %d positions)\n", rep.Retention.Source, r0.Texts, r0.Positions)
-		fmt.Fprintf(tw, "method\tkl\tkl_max\tppl\tppl_base\n")
+		fmt.Fprintf(tw, "method\tkl\tkl_p99\tkl_max\tppl\tppl_base\n")
 		for _, r := range rep.Retention.Results {
-			fmt.Fprintf(tw, "%s\t%.5f\t%.4f\t%.3f\t%.3f\n", r.Name, r.KL, r.KLMax, r.PPL, r.PPLBase)
+			fmt.Fprintf(tw, "%s\t%.5f\t%.4f\t%.4f\t%.3f\t%.3f\n", r.Name, r.KL, r.KLP99, r.KLMax, r.PPL, r.PPLBase)
 		}
 	}
 	if rep.Gates != nil && len(rep.Gates.Results) > 0 {
@@ -177,7 +177,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 	}
 	if len(rep.Calibrations) > 0 {
-		fmt.Fprintf(tw, "steering file\tα\tKL (nats)\tperplexity\tnote\n")
+		fmt.Fprintf(tw, "steering file\tα\tKL (nats)\tKL p99\tKL max\tperplexity\tnote\n")
 		for _, cal := range rep.Calibrations {
 			note := ""
 			switch {
@@ -186,7 +186,10 @@ func (rep *Report) WriteText(w io.Writer) error {
 			case cal.Alpha == 0:
 				note = "no grid strength is within budget"
 			}
-			fmt.Fprintf(tw, "%s\t%.4g\t%.4f\t%.2f (base %.2f)\t%s\n", filepath.Base(cal.Path), cal.Alpha, cal.KL, cal.PPL, cal.PPLBase, note)
+			if cal.BoundBy != "" && cal.MaxKLP99 > 0 {
+				note = strings.TrimPrefix(note+"; bound by the "+cal.BoundBy+" budget", "; ")
+			}
+			fmt.Fprintf(tw, "%s\t%.4g\t%.4f\t%.4f\t%.4f\t%.2f (base %.2f)\t%s\n", filepath.Base(cal.Path), cal.Alpha, cal.KL, cal.KLP99, cal.KLMax, cal.PPL, cal.PPLBase, note)
 		}
 	}
 	return tw.Flush()

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/progress"
-	"github.com/matsteer/matsteer/intervene"
 )
 
 // DefaultRetentionMaxTokens is the default length limit of a retention
@@ -34,8 +35,12 @@ type RetentionResult struct {
 	Name     string        `json:"name"`
 	Steering *SteeringInfo `json:"steering,omitempty"`
 	// KL is the mean over positions of KL(unsteered ‖ steered), nats;
-	// KLMax the largest per-position value.
+	// KLP99 the 99th percentile of the per-position values (linear
+	// interpolation between ranks, as numpy's default) and KLMax the
+	// largest: gated steering can keep the mean low while changing a few
+	// positions a lot (the tail).
 	KL    float64 `json:"kl"`
+	KLP99 float64 `json:"kl_p99"`
 	KLMax float64 `json:"kl_max"`
 	// PPL is the steered perplexity of the texts, PPLBase the unsteered.
 	PPL     float64 `json:"ppl"`
@@ -95,6 +100,7 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 		kl, klMax, nll float64
 		n              int
 		dur            time.Duration
+		kls            []float64 // every position's KL, for the percentiles
 	}
 	accs := make([]acc, len(methods))
 	var base acc
@@ -162,6 +168,7 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 				kl = math.Max(kl, 0) // rounding of the stored float32 log-probs
 				a.kl += kl
 				a.klMax = math.Max(a.klMax, kl)
+				a.kls = append(a.kls, kl)
 				a.nll -= lq[pk[t][pos+1]]
 				return nil
 			})
@@ -181,6 +188,8 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 			a := accs[j]
 			res.KL = a.kl / float64(a.n)
 			res.KLMax = a.klMax
+			slices.Sort(a.kls)
+			res.KLP99 = klQuantile(a.kls, 0.99)
 			res.PPL = math.Exp(a.nll / float64(a.n))
 			res.Seconds = a.dur.Seconds()
 		} else {
@@ -190,6 +199,25 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 		out[j] = res
 	}
 	return out, nil
+}
+
+// klQuantile returns the q-quantile (0 ≤ q ≤ 1) of the ascending values
+// sorted, interpolating linearly between the two nearest ranks: with n
+// values, rank h = q·(n−1) (counting from 0) and the result is
+// sorted[⌊h⌋] + (h−⌊h⌋)·(sorted[⌊h⌋+1] − sorted[⌊h⌋]) (the definition numpy's
+// percentile uses by default). It returns 0 for no values.
+func klQuantile(sorted []float64, q float64) float64 {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	q = math.Min(math.Max(q, 0), 1)
+	h := q * float64(n-1)
+	lo := int(math.Floor(h))
+	if lo >= n-1 {
+		return sorted[n-1]
+	}
+	return sorted[lo] + (h-float64(lo))*(sorted[lo+1]-sorted[lo])
 }
 
 // retentionRefBytes bounds the unsteered log-probabilities kept for one

@@ -15,14 +15,20 @@ func calibrateCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "calibrate",
 		Usage: "find the strongest global strength α a steering file can use within a KL budget on neutral text",
-		UsageText: `matsteer calibrate --steer FILE [--steer FILE ...] --kl-text FILE [--max-kl 0.1] [--out calibration.json]
+		UsageText: `matsteer calibrate --steer FILE [--steer FILE ...] --kl-text FILE [--max-kl 0.1] [--max-kl-p99 X] [--out calibration.json]
 
 For each steering file, the mean KL(unsteered || steered) of next-token distributions on the neutral
 texts (one per non-blank line) is measured at every --grid strength in one pass, then bisected on log α
 between the largest strength within budget and the next one. The answer is the largest α measured
 within --max-kl nats per position, below the first strength over it (midpoints have three significant
 digits); use it as ` + "`--global`" + ` in matsteer generate or as FILE@ALPHA in matsteer eval.
-"capped" means even the largest grid strength stays within budget.`,
+"capped" means even the largest grid strength stays within budget.
+
+The mean hides the tail: gated steering can keep the mean low while changing a few next-token
+distributions a lot (a garbled word when generating). Every strength's 99th percentile and maximum of
+the per-position KL are reported next to the mean; --max-kl-p99 X adds a budget on the 99th
+percentile, and α is then the largest strength within both budgets ("bound by" says which one
+stopped it).`,
 		Flags: append(modelFlags(),
 			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Required: true, Usage: "steering `FILE` to calibrate (repeatable)"},
 			&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strengths NAME=X[,NAME=X...], held fixed while α varies"},
@@ -30,6 +36,7 @@ digits); use it as ` + "`--global`" + ` in matsteer generate or as FILE@ALPHA in
 			intIn(&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts (0: all)"}, 0, maxCount),
 			intIn(&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut texts to N tokens (at most --ctx)"}, 2, maxCtx),
 			floatIn(&cli.Float64Flag{Name: "max-kl", Value: 0.1, Usage: "KL budget, nats per position"}, leftOpen(0, 100)),
+			floatIn(&cli.Float64Flag{Name: "max-kl-p99", Usage: "budget on the 99th percentile of the per-position KL, nats (default: none)"}, leftOpen(0, 100)),
 			floatsIn(&cli.Float64SliceFlag{Name: "grid", Usage: "ascending strengths tried first (default 0.125,0.25,...,8); the largest caps α"}, leftOpen(0, steer.MaxStrength)),
 			intIn(&cli.IntFlag{Name: "refine", Value: 4, Usage: "bisection steps after the grid"}, 0, 64),
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the calibrations as JSON"},
@@ -59,7 +66,7 @@ func runCalibrate(c *cli.Context) error {
 		refine = -1 // the flag's 0 means none; the option's 0 means the default
 	}
 	opts := eval.CalibrateOptions{
-		MaxKL: c.Float64("max-kl"), Grid: c.Float64Slice("grid"), Refine: refine,
+		MaxKL: c.Float64("max-kl"), MaxKLP99: c.Float64("max-kl-p99"), Grid: c.Float64Slice("grid"), Refine: refine,
 		Retention: eval.RetentionOptions{MaxTokens: c.Int("kl-max-tokens")},
 	}
 	paths := c.StringSlice("steer")
@@ -87,7 +94,11 @@ func runCalibrate(c *cli.Context) error {
 	rep := &eval.Report{Task: "calibrate", Model: eval.DescribeModel(m), Created: start.UTC(),
 		Context: runnerContext(c, r)}
 	for i, p := range paths {
-		fmt.Fprintf(c.App.ErrWriter, "calibrating %s (KL budget %g nats)\n", p, opts.MaxKL)
+		if opts.MaxKLP99 > 0 {
+			fmt.Fprintf(c.App.ErrWriter, "calibrating %s (KL budget %g nats mean, %g nats 99th percentile)\n", p, opts.MaxKL, opts.MaxKLP99)
+		} else {
+			fmt.Fprintf(c.App.ErrWriter, "calibrating %s (KL budget %g nats)\n", p, opts.MaxKL)
+		}
 		o := opts
 		o.Strengths = own[i]
 		cal, err := r.Calibrate(c.Context, texts, p, files[i], o)

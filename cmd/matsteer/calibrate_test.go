@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,10 +37,39 @@ func TestCalibrateCommand(t *testing.T) {
 		}
 	}
 
+	// The tail budget: the 99th percentile measured at α=1 (mean budget
+	// not binding) puts α in [1, 2), bound by the tail.
+	var p99 float64
+	for _, p := range cal.Tried {
+		if p.Alpha == 1 {
+			p99 = p.KLP99 * 1.0000001
+		}
+		if !(p.KLP99 <= p.KLMax) || p.KLMax <= 0 {
+			t.Errorf("tried %+v: want 0 < p99 <= max", p)
+		}
+	}
+	out2 := f.dir + "/cal2.json"
+	stdout, _, err = calibrateCLI(t, "-m", f.model, "--steer", f.steerFile, "--kl-text", f.text, "--max-kl", "100",
+		"--max-kl-p99", strconv.FormatFloat(p99, 'g', -1, 64), "--grid", "0.25,0.5,1,2,4", "--refine", "2", "--out", out2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = eval.ReadReport(out2); err != nil {
+		t.Fatal(err)
+	}
+	cal = rep.Calibrations[0]
+	if cal.Alpha < 1 || cal.Alpha >= 2 || cal.KLP99 > p99 || cal.BoundBy != eval.BoundP99 || !strings.Contains(stdout, "bound by the p99 budget") {
+		t.Errorf("p99 budget %g: calibration %+v\n%s", p99, cal, stdout)
+	}
+
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--max-kl-p99", "0"}, "--max-kl-p99 0: out of range"},
+		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--max-kl-p99", "-0.5"}, "--max-kl-p99"},
+		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--max-kl-p99", "NaN"}, "--max-kl-p99"},
+		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--max-kl-p99", "101"}, "--max-kl-p99"},
 		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--max-kl", "0"}, "--max-kl"},
 		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--max-kl", "-1"}, "--max-kl"},
 		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--grid", "2,1"}, "ascending"},
