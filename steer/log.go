@@ -66,6 +66,13 @@ type TrainLog struct {
 	// Eval measures the result per attribute (MAT-Steer and all-tokens).
 	Eval []AttrEval `json:"eval,omitempty"`
 
+	// A warm start (TrainConfig.Init): the init file's attributes trained
+	// further, the attributes added with a fresh initialisation, and the
+	// init file's attributes without rows, copied unchanged.
+	Refined []string `json:"refined,omitempty"`
+	Added   []string `json:"added,omitempty"`
+	Kept    []string `json:"kept,omitempty"`
+
 	// Baseline details (PCA: explained fraction, iterations).
 	Details map[string]float64 `json:"details,omitempty"`
 

@@ -64,6 +64,10 @@ type TrainConfig struct {
 	// Progress receives a progress bar with the loss terms (nil: none).
 	Progress io.Writer
 
+	// Init, when set, warm-starts MAT-Steer training from this steering
+	// file (see [Train], "Warm start"). The file is not modified.
+	Init *File
+
 	// Copied into the returned File (Train does not interpret them).
 	Site                          string
 	Layer                         int
@@ -135,6 +139,9 @@ func (c *TrainConfig) validate() error {
 	default:
 		return fmt.Errorf("unknown training method %q (want %s, %s, %s or %s)", c.Method, MethodMATSteer, MethodAllTokens, MethodMeanDiff, MethodPCA)
 	}
+	if c.Init != nil && c.Method != MethodMATSteer {
+		return fmt.Errorf("a warm start (init file) needs method %s, not %s", MethodMATSteer, c.Method)
+	}
 	if c.Method == MethodMeanDiff || c.Method == MethodPCA {
 		return nil
 	}
@@ -153,8 +160,12 @@ func (c *TrainConfig) validate() error {
 	if c.MMDNorm != MMDNormNone && c.MMDNorm != MMDNormInitial {
 		return fmt.Errorf("unknown MMD normalisation %q (want %s or %s)", c.MMDNorm, MMDNormNone, MMDNormInitial)
 	}
-	if c.Epochs < 1 || c.Epochs > 1_000_000 {
-		return fmt.Errorf("epochs %d out of range [1, 1e6]", c.Epochs)
+	minEpochs := 1
+	if c.Init != nil {
+		minEpochs = 0 // 0: the init file's attributes unchanged
+	}
+	if c.Epochs < minEpochs || c.Epochs > 1_000_000 {
+		return fmt.Errorf("epochs %d out of range [%d, 1e6]", c.Epochs, minEpochs)
 	}
 	if !(c.LR > 0) || math.IsInf(c.LR, 0) {
 		return fmt.Errorf("learning rate %v must be positive", c.LR)
@@ -263,11 +274,40 @@ func newRand(seed uint64, stream uint64) *rand.Rand {
 // run MAT-Steer training (the latter then drops the gates); MethodMeanDiff
 // and MethodPCA compute the baselines. The same data, config and seed give a
 // byte-identical file. Train honours ctx cancellation between steps.
+//
+// # Warm start
+//
+// With cfg.Init set (MethodMATSteer only), training starts from that
+// file's attributes instead of a fresh initialisation: an attribute of data
+// that the file has starts at the file's θ, w and b; one the file lacks gets
+// the usual fresh initialisation (cfg.ThetaInit); one of the file that data
+// lacks is copied unchanged (it takes no part in this training, also not in
+// the orthogonality term). The result lists the file's attributes in its
+// order, then the new ones in data order. With cfg.Epochs 0 the file's
+// attributes are returned exactly (bit for bit). Everything else is as in
+// a fresh run on data: the optimiser state starts fresh, and the kernel
+// bandwidth (median), the MMD normalisation and the gate-input scale are
+// computed from data (the file always stores gates on raw activations, so
+// any --gate-input continues it). The file must be a gated MAT-Steer file
+// with the rows' width, and its norm preservation must equal
+// cfg.NormPreserve (it decides what the file does at inference). Empty
+// cfg.Site, ModelArch, ModelName and ModelID are taken from the file (Site
+// with its Layer); given ones must match it.
 func Train(ctx context.Context, data []AttributeData, cfg TrainConfig) (*File, *TrainLog, error) {
+	if cfg.Init != nil {
+		return trainWarm(ctx, data, cfg)
+	}
 	return train(ctx, data, cfg, nil)
 }
 
-func train(ctx context.Context, data []AttributeData, cfg TrainConfig, init *params) (*File, *TrainLog, error) {
+// warmStart is the starting point of a warm start: model parameters in
+// the order of the data, and which attributes take them (nil: all).
+type warmStart struct {
+	m   params
+	has []bool
+}
+
+func train(ctx context.Context, data []AttributeData, cfg TrainConfig, init *warmStart) (*File, *TrainLog, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, nil, fmt.Errorf("train: %w", err)
 	}
@@ -403,7 +443,7 @@ type selection struct{ pos, neg, mmd []int }
 // maxDevBatches bounds the fixed dev batches evaluated after each epoch.
 const maxDevBatches = 16
 
-func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d int, cfg TrainConfig, init *params, f *File, log *TrainLog) error {
+func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d int, cfg TrainConfig, init *warmStart, f *File, log *TrainLog) error {
 	T := len(pools)
 	names := log.Attributes
 	reference := cfg.Mode == ModeReference
@@ -444,9 +484,7 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	}
 	// p holds the trained parameters, m the model's (see reparam).
 	p, m := newParams(T, d), newParams(T, d)
-	if init != nil {
-		rp.toTrained(*init, p)
-	} else {
+	{
 		rng := newRand(cfg.Seed, streamInit)
 		for i := range p.theta() {
 			p.theta()[i] = rng.NormFloat64()
@@ -474,6 +512,18 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 		}
 	}
 	rp.toModel(p, m)
+	if init != nil {
+		// m takes the given values exactly (no round trip through the
+		// trained coordinates, so that zero epochs return them bit for bit).
+		for t := 0; t < T; t++ {
+			if init.has == nil || init.has[t] {
+				copy(m.thetaT(t), init.m.thetaT(t))
+				copy(m.wT(t), init.m.wT(t))
+				m.b()[t] = init.m.b()[t]
+			}
+		}
+		rp.toTrained(m, p)
+	}
 
 	o := &objective{reference: reference, sigmas: sigmas, lambdaPos: cfg.LambdaPos, lambdaSparse: cfg.LambdaSparse, lambdaOrtho: cfg.LambdaOrtho, normPreserve: cfg.NormPreserve}
 	if cfg.MMDNorm == MMDNormInitial {
@@ -670,15 +720,18 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 			break
 		}
 	}
-	last := log.Epochs[len(log.Epochs)-1]
-	final := last
-	if cfg.Patience > 0 && log.BestEpoch > 0 {
-		copy(p.v, bestParams)
-		rp.toModel(p, m)
-		final = log.Epochs[log.BestEpoch-1]
-	}
-	if last.KernelZeroFraction >= 0.5 {
-		log.Warnings = append(log.Warnings, fmt.Sprintf("in the last epoch %.1f%% of the off-diagonal kernel values in the MMD batches were below 1e-38, i.e. underflowed (sigma %s): the MMD term gave (almost) no gradient", 100*last.KernelZeroFraction, fmtList(sigmas)))
+	var final EpochLog // zero epochs (a warm start): no losses
+	if len(log.Epochs) > 0 {
+		last := log.Epochs[len(log.Epochs)-1]
+		final = last
+		if cfg.Patience > 0 && log.BestEpoch > 0 {
+			copy(p.v, bestParams)
+			rp.toModel(p, m)
+			final = log.Epochs[log.BestEpoch-1]
+		}
+		if last.KernelZeroFraction >= 0.5 {
+			log.Warnings = append(log.Warnings, fmt.Sprintf("in the last epoch %.1f%% of the off-diagonal kernel values in the MMD batches were below 1e-38, i.e. underflowed (sigma %s): the MMD term gave (almost) no gradient", 100*last.KernelZeroFraction, fmtList(sigmas)))
+		}
 	}
 	log.Final = final.Train
 	log.FinalDev = final.Dev
@@ -727,7 +780,9 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	if log.BestEpoch > 0 {
 		tr["best_epoch"] = strconv.Itoa(log.BestEpoch)
 	}
-	putLoss(tr, "loss.", final.Train)
+	if len(log.Epochs) > 0 {
+		putLoss(tr, "loss.", final.Train)
+	}
 	if final.Dev != nil {
 		putLoss(tr, "dev_loss.", *final.Dev)
 	}

@@ -195,7 +195,7 @@ func TestTrainOneStepMatchesReference(t *testing.T) {
 	cfg := ReferenceTrainConfig()
 	cfg.Epochs = 1
 	cfg.Site = "l_out"
-	f, log, err := train(context.Background(), data, cfg, &p)
+	f, log, err := train(context.Background(), data, cfg, &warmStart{m: p})
 	if err != nil {
 		t.Fatal(err)
 	}
