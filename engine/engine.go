@@ -46,6 +46,10 @@ const (
 	// DefaultQueuePerSequence sets the default queue bound: this many
 	// waiting requests per sequence.
 	DefaultQueuePerSequence = 8
+	// minSharedPrompt is the fewest prompt tokens worth waiting a step for:
+	// a request shares the prompt of one admitted before it that is still
+	// being decoded only when that saves decoding at least this many.
+	minSharedPrompt = 16
 )
 
 // Config configures an Engine.
@@ -201,6 +205,14 @@ type request struct {
 	first     time.Duration
 	inlineErr error
 	outIdx    int // batch index of this request's output in the current step (-1: none)
+	// waitFor, when set, is the sequence of waitReq, a request admitted
+	// before this one whose prompt (with the same steering) shares waitLen
+	// tokens with this one and is still being decoded: this request copies
+	// those entries once they are in the memory (takeShared) instead of
+	// decoding the same tokens itself.
+	waitFor *sequence
+	waitReq *request
+	waitLen int
 }
 
 type finish struct {
@@ -569,11 +581,20 @@ func (e *Engine) place(r *request) {
 	}
 	// At least the last prompt token is decoded, for its logits.
 	bestLen = min(bestLen, len(r.Prompt)-1)
+	// A burst of requests with one prompt: wait for the one decoding it.
+	src, srcLen := e.decodingPrefix(r, key, reuse)
+	if srcLen-bestLen < minSharedPrompt {
+		src = nil
+	}
 	target := best
-	if target == nil || target.req != nil || bestLen == 0 {
+	if target == nil || target.req != nil || bestLen == 0 || src != nil {
 		target = e.idleSequence(best)
 	}
 	switch {
+	case src != nil:
+		e.ctx.RemoveTokens(target.id, -1, -1)
+		bestLen = 0
+		r.waitFor, r.waitReq, r.waitLen = src, src.req, srcLen
 	case bestLen > 0 && target == best:
 		e.ctx.RemoveTokens(target.id, bestLen, -1)
 	case bestLen > 0:
@@ -609,6 +630,51 @@ func (e *Engine) place(r *request) {
 			}
 		}
 	}
+}
+
+// decodingPrefix finds the running request, with the same steering key,
+// whose prompt is still being decoded and shares the longest prefix with
+// r's prompt (at most all but r's last token). Requests that wait for
+// another themselves are not candidates, so waits never chain.
+func (e *Engine) decodingPrefix(r *request, key string, reuse bool) (*sequence, int) {
+	if !reuse {
+		return nil, 0
+	}
+	var src *sequence
+	srcLen := 0
+	for _, s := range e.seqs {
+		q := s.req
+		if q == nil || !s.reusable || s.key != key || q.waitFor != nil || q.next >= len(q.Prompt) {
+			continue
+		}
+		if n := commonPrefix(q.Prompt, r.Prompt); n > srcLen {
+			src, srcLen = s, n
+		}
+	}
+	return src, min(srcLen, len(r.Prompt)-1)
+}
+
+// takeShared copies the prefix r waits for into r's sequence once the
+// source sequence holds it, or whatever part of it the source holds once
+// it stops decoding that prompt (its request ended, failed or moved on).
+// It reports whether r may decode now.
+func (e *Engine) takeShared(r *request) bool {
+	src, s := r.waitFor, r.seq
+	n := 0
+	if src.reusable && src.key == s.key {
+		n = min(commonPrefix(src.tokens, r.Prompt), r.waitLen)
+	}
+	if n < r.waitLen && src.req == r.waitReq && r.waitReq.next < len(r.waitReq.Prompt) {
+		return false // the source is still decoding it
+	}
+	r.waitFor, r.waitReq = nil, nil
+	if n > 0 {
+		e.ctx.CopySequence(src.id, s.id, 0, n)
+		s.tokens = append(s.tokens[:0], r.Prompt[:n]...)
+		r.next, r.cached = n, n
+		e.cached.Add(int64(n))
+	}
+	return true
 }
 
 // idleSequence picks the idle sequence whose cache is the least valuable:
@@ -706,6 +772,9 @@ func (e *Engine) step() bool {
 	for _, s := range e.seqs {
 		r := s.req
 		if r == nil || r.next >= len(r.Prompt) || b.Len() >= b.Cap() {
+			continue
+		}
+		if r.waitFor != nil && !e.takeShared(r) {
 			continue
 		}
 		n := min(len(r.Prompt)-r.next, b.Cap()-b.Len())
