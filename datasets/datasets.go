@@ -366,8 +366,9 @@ func textID(n int, parts ...string) string {
 // Examples turns items into labelled examples, one per choice of
 // Item.Choices: the item's prompt with the choice as response, label 1 for
 // a correct choice and 0 otherwise (TruthfulQA: true vs false MC2 answers;
-// BBQ: the gold answer vs the two others; ToxiGen: neutral vs hate). An
-// empty attribute means DefaultAttribute(item.Task). SampleIDs come from
+// BBQ: the gold answer vs the two others; ToxiGen: neutral vs hate; pairs:
+// desired vs undesired). An empty attribute means
+// DefaultAttribute(item.Task), for pair items their own attribute. SampleIDs come from
 // SampleID, so they do not depend on which items are passed.
 func Examples(items []Item, attribute string) []Example {
 	var out []Example
@@ -375,6 +376,9 @@ func Examples(items []Item, attribute string) []Example {
 		attr := attribute
 		if attr == "" {
 			attr = DefaultAttribute(it.Task)
+		}
+		if attr == "" {
+			attr = pairAttribute(it)
 		}
 		for j, c := range it.Choices {
 			label := 0

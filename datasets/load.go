@@ -18,6 +18,7 @@ const (
 	FormatTruthfulQA = TaskTruthfulQA
 	FormatBBQ        = TaskBBQ
 	FormatToxiGen    = TaskToxiGen
+	FormatPairs      = TaskPairs // generic JSONL as pair items (LoadItems only)
 )
 
 // Split part names accepted by LoadSplitExamples.
@@ -164,8 +165,9 @@ func firstArrayKeys(path string) (map[string]bool, error) {
 }
 
 // LoadItems loads the multiple-choice items of a dataset; format is "auto"
-// (see DetectFormat), "truthfulqa", "bbq" or "toxigen". It returns the task
-// name with the items.
+// (see DetectFormat), "truthfulqa", "bbq", "toxigen" or "pairs" (a generic
+// JSONL file as LoadPairs reads it, all of it). It returns the task name
+// with the items.
 func LoadItems(path, format string) (string, []Item, error) {
 	if format == "" || format == FormatAuto {
 		f, err := DetectFormat(path)
@@ -184,9 +186,11 @@ func LoadItems(path, format string) (string, []Item, error) {
 	case FormatToxiGen:
 		items, err = LoadToxiGen(path)
 	case FormatJSONL:
-		return "", nil, fmt.Errorf("datasets: %s: generic JSONL holds training examples, not multiple-choice items", path)
+		return "", nil, fmt.Errorf("datasets: %s: generic JSONL holds training examples, not multiple-choice items (format %q pairs its desired and undesired responses)", path, FormatPairs)
+	case FormatPairs:
+		items, _, err = LoadPairs(path, PartAll, DefaultSeed)
 	default:
-		return "", nil, fmt.Errorf("datasets: unknown format %q (want auto, jsonl, truthfulqa, bbq or toxigen)", format)
+		return "", nil, fmt.Errorf("datasets: unknown format %q (want auto, truthfulqa, bbq, toxigen or pairs)", format)
 	}
 	if err != nil {
 		return "", nil, err

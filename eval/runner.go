@@ -11,10 +11,10 @@ import (
 
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/progress"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/intervene"
 )
 
 // NoneName is the name of the unsteered condition.
@@ -328,6 +328,9 @@ type Options struct {
 	Progress io.Writer
 	// Label prefixes the progress bar ("" : "eval <task>").
 	Label string
+	// Stats controls the intervals and paired tests added by Analyze
+	// (zero: the defaults).
+	Stats StatOptions
 }
 
 // Timing is the time a condition took.
@@ -350,8 +353,13 @@ type MethodResult struct {
 	Steering *SteeringInfo `json:"steering,omitempty"`
 	NItems   int           `json:"n_items"`
 	Summary
-	Timing Timing       `json:"timing"`
-	Items  []ItemResult `json:"items,omitempty"`
+	// Intervals are the metrics' bootstrap intervals over items (Analyze).
+	Intervals map[string]Interval `json:"intervals,omitempty"`
+	// Comparisons are paired tests against every earlier condition of the
+	// run (Analyze).
+	Comparisons []Comparison `json:"comparisons,omitempty"`
+	Timing      Timing       `json:"timing"`
+	Items       []ItemResult `json:"items,omitempty"`
 }
 
 // Metric returns a metric and whether it is defined.
@@ -370,7 +378,8 @@ func headline(task string) string {
 
 // Evaluate scores every item under every condition (item by item, all
 // conditions for each item) and returns one result per condition, in the
-// order of methods, with per-item scores in Items. Steering is active for
+// order of methods, with per-item scores in Items and the statistics of
+// Analyze (intervals, paired tests). Steering is active for
 // every decoded token of prompt and answers. Cancelling ctx stops the run
 // (the error is ctx's).
 func (r *Runner) Evaluate(ctx context.Context, task string, items []datasets.Item, methods []Method, opts Options) ([]MethodResult, error) {
@@ -378,6 +387,9 @@ func (r *Runner) Evaluate(ctx context.Context, task string, items []datasets.Ite
 		return nil, err
 	}
 	if err := checkMethods(methods); err != nil {
+		return nil, err
+	}
+	if _, err := opts.Stats.withDefaults(); err != nil {
 		return nil, err
 	}
 	if len(items) == 0 {
@@ -460,6 +472,9 @@ func (r *Runner) Evaluate(ctx context.Context, task string, items []datasets.Ite
 			results[j].Timing.ItemsPerSecond = float64(len(items)) / sec
 			results[j].Timing.TokensPerSecond = float64(results[j].Timing.Tokens) / sec
 		}
+	}
+	if err := Analyze(task, items, results, opts.Stats); err != nil {
+		return nil, err
 	}
 	return results, nil
 }

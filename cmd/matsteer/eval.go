@@ -32,6 +32,7 @@ func evalCommand() *cli.Command {
 		Usage: "multiple-choice accuracy, capability retention and gate behaviour, unsteered vs steered",
 		UsageText: `matsteer eval --task truthfulqa|bbq|toxigen --data DIR [--split test] [--steer FILE ...] [--strength NAME=X,...]
               [--limit N] [--out results.json] [--plot chart.png] [--kl-text FILE] [--gates]
+matsteer eval --task pairs --data my.jsonl [--split all] [--steer FILE ...] [...]
 matsteer eval --task neutral --kl-text FILE [--steer FILE ...] [--gates --gate-data PATH]
 
 Every run evaluates "none" (the unsteered model) and each --steer file on the same items; steering acts
@@ -41,20 +42,31 @@ evaluated once per item). Metrics (see the eval package documentation):
    bbq         acc, acc_ambig, acc_disambig, bias_ambig, bias_disambig (BBQ paper bias scores);
                prediction = highest mean log-prob per token
    toxigen     acc: the neutral statement has the higher mean log-prob per token than the hateful one
+   pairs       your own attribute, from the JSONL format matsteer extract reads: one item per attribute and
+               prompt that has desired (label 1) and undesired (label 0) responses; acc: the best desired
+               response has the higher mean log-prob per token; margin: mean of that difference (nats)
 --data is a dataset file or directory; a directory holding a folder named after the task (e.g. the
 shared data root) is resolved to that folder. Items come from the seeded --split of datasets.Split
 with the task's default fractions (the same split as ` + "`matsteer extract --split`" + `); --limit keeps the first N.
+For --task pairs the whole file is used unless --split is given; then the examples are split as
+` + "`matsteer extract --split`" + ` splits them (by "id"; 80/20 train/dev) before they are paired.
+
+Every metric gets a 95% percentile bootstrap interval over items, and every condition a paired test
+against each condition before it (so every steered one against "none"): the difference, its paired
+bootstrap interval and a permutation p-value on the same items (--resamples, --stats-seed; the same
+seed gives the same numbers).
 
 Capability retention (--kl-text FILE, one text per non-blank line): KL(unsteered || steered) of the
 next-token distributions, mean over positions in nats, and perplexity unsteered vs steered.
 Gate behaviour (--gates): every steered token's gates on labelled positive/negative texts: the mean gate
 per steering attribute and the tokens per text with gate > --gate-threshold (the paper's Table 2).
-The texts are the evaluated items' examples (prompt + each choice), or --gate-data's --split part.
+The texts are the evaluated items' examples (prompt + each choice), or all of --gate-data (only its
+--split part when --split is given).
 --task neutral runs only these analyses.`,
 		Flags: append(modelFlags(),
-			&cli.StringFlag{Name: "task", Required: true, Usage: "truthfulqa|bbq|toxigen|neutral"},
+			&cli.StringFlag{Name: "task", Required: true, Usage: "truthfulqa|bbq|toxigen|pairs|neutral"},
 			&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Usage: "dataset file or directory (or a root holding <task>/)"},
-			&cli.StringFlag{Name: "split", Value: datasets.PartTest, Usage: "part of the data: train|dev|test|all"},
+			&cli.StringFlag{Name: "split", Value: datasets.PartTest, Usage: "part of the data: train|dev|test|all (--task pairs and --gate-data: all unless given)"},
 			&cli.Uint64Flag{Name: "split-seed", Value: datasets.DefaultSeed, Usage: "split seed (any 64-bit number)"},
 			intIn(&cli.IntFlag{Name: "limit", Usage: "evaluate the first N items of the split (0: all)"}, 0, maxCount),
 			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Usage: "steering `FILE` to evaluate, or FILE@ALPHA to evaluate it at its own global strength (repeatable; \"none\" is always included)"},
@@ -70,6 +82,8 @@ The texts are the evaluated items' examples (prompt + each choice), or --gate-da
 			&cli.StringFlag{Name: "gate-data", Usage: "labelled texts for --gates (any format matsteer extract reads; default: the evaluated items)"},
 			intIn(&cli.IntFlag{Name: "gate-limit", Value: 200, Usage: "use the first N texts for --gates (0: all)"}, 0, maxCount),
 			floatIn(&cli.Float64Flag{Name: "gate-threshold", Value: eval.DefaultGateThreshold, Usage: "a token counts as intervened when its gate exceeds this"}, closed(0, 1)),
+			intIn(&cli.IntFlag{Name: "resamples", Value: eval.DefaultResamples, Usage: "bootstrap resamples and permutations for the intervals and paired tests"}, 100, 1_000_000),
+			&cli.Uint64Flag{Name: "stats-seed", Value: eval.DefaultStatSeed, Usage: "seed of the bootstrap and permutations (any 64-bit number but 0)"},
 		),
 		Action: runEval,
 	}
@@ -93,6 +107,15 @@ func resolveData(dir, task string) (string, error) {
 func isDirPath(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()
+}
+
+// checkPart refuses an unknown --split value.
+func checkPart(part string) error {
+	switch part {
+	case datasets.PartAll, datasets.PartTrain, datasets.PartDev, datasets.PartTest:
+		return nil
+	}
+	return fmt.Errorf("--split %q: want train, dev, test or all", part)
 }
 
 // splitPart returns one part of items by the task's default split.
@@ -219,8 +242,18 @@ func runEval(c *cli.Context) error {
 	task := strings.ToLower(c.String("task"))
 	if task != taskNeutral {
 		if err := eval.CheckTask(task); err != nil {
-			return fmt.Errorf("--task %q: want truthfulqa, bbq, toxigen or neutral", c.String("task"))
+			return fmt.Errorf("--task %q: want truthfulqa, bbq, toxigen, pairs or neutral", c.String("task"))
 		}
+	}
+	if err := checkPart(c.String("split")); err != nil {
+		return err
+	}
+	if c.Uint64("stats-seed") == 0 {
+		return errors.New("--stats-seed 0: choose another seed (0 stands for the default)")
+	}
+	stats, err := eval.StatOptions{Resamples: c.Int("resamples"), Seed: c.Uint64("stats-seed")}.WithDefaults()
+	if err != nil {
+		return fmt.Errorf("--resamples: %w", err)
 	}
 	if task == taskNeutral && c.String("kl-text") == "" && !c.Bool("gates") {
 		return errors.New("--task neutral needs --kl-text FILE and/or --gates --gate-data PATH")
@@ -241,6 +274,9 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	split, seed := c.String("split"), c.Uint64("split-seed")
+	if task == datasets.TaskPairs && !c.IsSet("split") {
+		split = datasets.PartAll // the user's own file is evaluated whole
+	}
 	rep := &eval.Report{Task: task, Split: split, SplitSeed: seed, Limit: c.Int("limit"), Created: start.UTC()}
 
 	// Data first, so that mistakes are reported before the model loads.
@@ -253,12 +289,18 @@ func runEval(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		_, all, err := datasets.LoadItems(path, task)
-		if err != nil {
-			return err
-		}
-		if items, err = splitPart(all, task, split, seed); err != nil {
-			return err
+		if task == datasets.TaskPairs {
+			if items, _, err = datasets.LoadPairs(path, split, seed); err != nil {
+				return err
+			}
+		} else {
+			_, all, err := datasets.LoadItems(path, task)
+			if err != nil {
+				return err
+			}
+			if items, err = splitPart(all, task, split, seed); err != nil {
+				return err
+			}
 		}
 		if n := c.Int("limit"); n > 0 && len(items) > n {
 			items = items[:n]
@@ -267,6 +309,7 @@ func runEval(c *cli.Context) error {
 			return fmt.Errorf("no %s items in %s (--split %s)", task, path, split)
 		}
 		rep.Data, rep.NItems, rep.Scoring = path, len(items), eval.ScoringRule(task)
+		rep.Stats, rep.Statistics = &stats, eval.StatisticsRule
 	}
 	var texts []string
 	if p := c.String("kl-text"); p != "" {
@@ -276,11 +319,16 @@ func runEval(c *cli.Context) error {
 		}
 	}
 	var examples []datasets.Example
-	gateSource := ""
+	gateSource, gateSplit := "", split
 	if c.Bool("gates") {
 		if p := c.String("gate-data"); p != "" {
+			// Data given for the gates is used whole unless --split says
+			// which part.
+			if !c.IsSet("split") {
+				gateSplit = datasets.PartAll
+			}
 			var err error
-			if examples, err = datasets.LoadSplitExamples(p, datasets.FormatAuto, split, seed); err != nil {
+			if examples, err = datasets.LoadSplitExamples(p, datasets.FormatAuto, gateSplit, seed); err != nil {
 				return err
 			}
 			gateSource = p
@@ -291,7 +339,7 @@ func runEval(c *cli.Context) error {
 			examples = examples[:n]
 		}
 		if len(examples) == 0 {
-			return fmt.Errorf("--gates: no examples in %s (--split %s)", gateSource, split)
+			return fmt.Errorf("--gates: no examples in %s (--split %s)", gateSource, gateSplit)
 		}
 	}
 	m, err := loadModel(c)
@@ -320,7 +368,7 @@ func runEval(c *cli.Context) error {
 	stderr := c.App.ErrWriter
 
 	if len(items) > 0 {
-		res, err := r.Evaluate(c.Context, task, items, methods, eval.Options{Progress: stderr})
+		res, err := r.Evaluate(c.Context, task, items, methods, eval.Options{Progress: stderr, Stats: stats})
 		if err != nil {
 			return err
 		}
@@ -343,7 +391,7 @@ func runEval(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		rep.Gates = &eval.GateReport{Source: gateSource, Split: split, Results: res}
+		rep.Gates = &eval.GateReport{Source: gateSource, Split: gateSplit, Results: res}
 	}
 	if err := finishReport(c, rep, start); err != nil {
 		return err
