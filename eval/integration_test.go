@@ -9,9 +9,9 @@ import (
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/internal/testenv"
+	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/intervene"
 )
 
 // smolEnv loads the default model (SmolLM2) and the shared data, or skips.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
-	"github.com/matsteer/matsteer/intervene"
 )
 
 type env struct {
