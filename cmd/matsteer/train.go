@@ -61,18 +61,30 @@ The printed "final loss" includes the normalised MMD term (MMD^2 / its unsteered
 which with 16-row batches includes the V-statistic's bias); the per-attribute lines give
 MMD^2 before and after steering on 256+256 rows and the mean gates.
 
+Warm start (--init FILE, mat-steer only): continue training an existing steering file with new
+labelled examples (a feedback loop). Its attributes that have rows in --acts start from the file's
+vectors and gates; attributes only in --acts are added with the usual fresh initialisation;
+attributes of the file without rows are copied unchanged. The output lists the file's attributes
+first, in its order. --epochs 0 writes the file's attributes unchanged. The activations must come
+from the file's model, site, layer and width, and norm preservation is the file's (a contrary
+--norm-preserve/--no-norm-preserve is refused). The other settings are this command's (preset and
+flags), not the file's: the kernel bandwidth, MMD normalisation and gate-input scale are computed
+from the new rows, and the optimiser starts fresh. --out must differ from --init.
+
 Examples:
    matsteer train --acts truthfulqa.safetensors --acts toxigen.safetensors --out steer.gguf
    matsteer train --acts acts.safetensors --out steer.gguf --sigma median --plot loss.png --log train.json
    matsteer train --acts acts.safetensors --out meandiff.gguf --method mean-diff
-   matsteer train --acts acts.safetensors --out official.gguf --preset reference`,
+   matsteer train --acts acts.safetensors --out official.gguf --preset reference
+   matsteer train --init steer.gguf --acts new-examples.safetensors --out steer-v2.gguf --epochs 30`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "acts", Usage: "activation file (repeatable)", Required: true},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "steering file to write", Required: true},
 			&cli.StringFlag{Name: "method", Value: steer.MethodMATSteer, Usage: "mat-steer | all-tokens | mean-diff | pca"},
 			&cli.StringFlag{Name: "preset", Value: steer.PresetDefault, Usage: "default | reference (the official code's settings: sigma 2, raw gate input, theta ~ N(0,I), plain MMD); flags given override it"},
 			&cli.StringFlag{Name: "mode", Value: def.Mode, Usage: "loss mode: reference | paper"},
-			intIn(&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs"}, 1, 1_000_000),
+			intIn(&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs (0 only with --init: the file's attributes unchanged)"}, 0, 1_000_000),
+			&cli.StringFlag{Name: "init", Usage: "steering `FILE` (mat-steer) to continue training from with the rows of --acts (warm start)"},
 			floatIn(&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"}, leftOpen(0, 100)),
 			intIn(&cli.IntFlag{Name: "batch", Value: def.Batch, Usage: "positives and negatives per attribute per step"}, 1, 1<<16),
 			&cli.StringFlag{Name: "sigma", Value: def.Sigma.String(), Usage: "MMD kernel bandwidth: X | X,Y,... | median | median*X | multi | multi:X,Y,... (each X in (0, 1e12], at most 16)"},
@@ -269,13 +281,37 @@ func runTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	initPath := c.String("init")
+	if c.IsSet("init") && initPath == "" {
+		return fmt.Errorf("--init: empty path")
+	}
+	if initPath == "" && cfg.Epochs == 0 {
+		return fmt.Errorf("--epochs 0 needs --init (it writes the init file's attributes unchanged)")
+	}
+	if initPath != "" && cfg.Method != steer.MethodMATSteer {
+		return fmt.Errorf("--init continues MAT-Steer training: it needs --method %s, not %s", steer.MethodMATSteer, cfg.Method)
+	}
 	if c.IsSet("plot") {
 		if err := checkPlotPath("--plot", c.String("plot")); err != nil {
 			return err
 		}
 	}
-	if err := safefile.CheckOutputs(flagOutputs(c, "out", "log", "plot"), flagInputs(c, "acts")); err != nil {
+	if err := safefile.CheckOutputs(flagOutputs(c, "out", "log", "plot"), flagInputs(c, "acts", "init")); err != nil {
 		return err
+	}
+	var initSHA string
+	if initPath != "" {
+		if cfg.Init, err = steer.ReadFile(initPath); err != nil {
+			return fmt.Errorf("--init: %w", err)
+		}
+		if initSHA, err = fileSHA256(initPath); err != nil {
+			return fmt.Errorf("--init: %w", err)
+		}
+		// The file's norm preservation unless a flag says otherwise (a
+		// contrary flag is refused by the trainer).
+		if !c.IsSet("norm-preserve") && !c.IsSet("no-norm-preserve") {
+			cfg.NormPreserve = cfg.Init.NormPreserve
+		}
 	}
 	td, err := loadTrainActs(c.StringSlice("acts"))
 	if err != nil {
@@ -286,7 +322,14 @@ func runTrain(c *cli.Context) error {
 	cfg.ModelArch, cfg.ModelName, cfg.ModelID = m.ModelArch, m.ModelName, m.Extra["model_sha256"]
 	f, log, err := steer.Train(c.Context, td.attrs, cfg)
 	if err != nil {
+		if cfg.Init != nil {
+			return fmt.Errorf("--init %s: %w", initPath, err)
+		}
 		return err
+	}
+	if cfg.Init != nil {
+		f.Training["init.file"] = filepath.Base(initPath)
+		f.Training["init.sha256"] = initSHA
 	}
 	for i, path := range c.StringSlice("acts") {
 		f.Training["data."+strconv.Itoa(i)+".file"] = filepath.Base(path)
@@ -327,16 +370,27 @@ func runTrain(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "wrote %s: method %s, %d attributes (%s), site %s layer %d, n_embd %d\n",
 		out, f.Method, len(f.Attributes), strings.Join(f.AttributeNames(), ", "), f.Site, f.Layer, f.NEmbd)
+	if cfg.Init != nil {
+		fmt.Fprintf(w, "warm start from %s: refined %s; added %s; kept unchanged (no rows) %s\n",
+			initPath, listOrNone(log.Refined), listOrNone(log.Added), listOrNone(log.Kept))
+	}
 	if len(log.Epochs) > 0 {
 		l := log.Final
 		fmt.Fprintf(w, "final loss %.6g (mmd %.6g, pos %.6g, sparse %.6g, ortho %.6g) after %d epochs; sigma %s = %s\n",
 			l.Total, l.MMD, l.Pos, l.Sparse, l.Ortho, log.EpochsRun, log.Sigma, f.Training["sigma_values"])
-		for _, e := range log.Eval {
-			fmt.Fprintf(w, "  %s (%s rows): MMD^2 %.4g -> %.4g (%d+%d rows), mean gate on positives %.3f, on negatives %.3f\n",
-				e.Name, e.Split, e.MMDBefore, e.MMDAfter, e.EvalRows, e.EvalRows, e.GatePos, e.GateNeg)
-		}
+	}
+	for _, e := range log.Eval {
+		fmt.Fprintf(w, "  %s (%s rows): MMD^2 %.4g -> %.4g (%d+%d rows), mean gate on positives %.3f, on negatives %.3f\n",
+			e.Name, e.Split, e.MMDBefore, e.MMDAfter, e.EvalRows, e.EvalRows, e.GatePos, e.GateNeg)
 	}
 	return nil
+}
+
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 func writeTrainLog(path string, log *steer.TrainLog) error {
