@@ -2,6 +2,9 @@
 // rows captured from a model at one site and layer, together with the
 // attribute, label, sample id and token position of every row.
 //
+// Package extract (or the root package's Model.Extract) writes them;
+// training reads them (matsteer.TrainActivations, `matsteer train`).
+//
 // # Format
 //
 // An activation file is a plain safetensors file

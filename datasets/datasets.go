@@ -1,6 +1,11 @@
 // Package datasets loads the training examples and multiple-choice
 // evaluation items used to train and evaluate attribute steering.
 //
+// For training on data of your own, the root package matsteer takes
+// examples in memory (matsteer.Example) or the generic JSONL format
+// (Model.TrainJSONL); this package adds TruthfulQA, BBQ, ToxiGen and
+// seeded splits.
+//
 // Everything is built around items: one question or context with a stable
 // ID, a prompt, and candidate continuations (choices), one or more of them
 // correct. Training examples are derived from items (Examples), and the

@@ -2,6 +2,10 @@
 // context, with continuous batching, per-sequence steering and a prompt
 // cache.
 //
+// The root package matsteer (Model.Generate) and package server drive it;
+// use it directly to submit token-level requests with interventions of
+// your own.
+//
 // An Engine owns one context with Config.Parallel sequences in a single
 // (unified) KV memory. One goroutine runs the decode loop: every step
 // decodes one batch holding the next token of each generating request and

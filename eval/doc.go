@@ -4,6 +4,10 @@
 // on neutral text (KL divergence and perplexity), and the behaviour of the
 // learned gates on held-out positive and negative texts.
 //
+// It runs the benchmarks of `matsteer eval` and `matsteer calibrate`. To
+// score a few continuations from a program, start with the root package
+// matsteer (Model.Score).
+//
 // # Scoring
 //
 // An item's prompt is tokenized with the model's special tokens (BOS) and

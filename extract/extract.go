@@ -2,6 +2,10 @@
 // activations of one (site, layer) point to an activation file, the input
 // of steering-vector training.
 //
+// The root package matsteer wraps it (Model.Extract, Model.Train,
+// Model.TrainJSONL); use this package directly for the dataset loaders of
+// package datasets or your own context settings.
+//
 // Texts are packed several to a batch, one sequence each, so the model
 // runs at prompt-processing speed; rows are captured by a hook and
 // streamed to the file, so memory stays bounded whatever the dataset size.

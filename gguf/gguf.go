@@ -2,6 +2,9 @@
 // the container format used by llama.cpp for models, control vectors and
 // matsteer steering files.
 //
+// It is low-level: steering files are read and written through package
+// steer, or the root package's Steering.
+//
 // A file is a header (magic "GGUF", version, tensor and key/value counts),
 // typed key/value metadata, tensor descriptors and an aligned data section.
 // Metadata values are held as plain Go values:

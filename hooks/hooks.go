@@ -1,6 +1,10 @@
 // Package hooks captures and edits activations inside llama.cpp's compute
 // graph while a context decodes.
 //
+// Most programs do not use it directly: package intervene installs steering
+// files on a context's hooks, package extract captures activations with
+// them, and the root package matsteer wraps both.
+//
 // A Hooks value belongs to one llama.Context (pass it as
 // llama.ContextParams.Hook). For any set of points, a site and layer such
 // as l_out-14, it can capture the rows of the tensor (copy them out to Go,

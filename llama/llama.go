@@ -2,6 +2,10 @@
 // contexts, batches, tokenization, chat templates, sampling, decoding,
 // logits and KV memory.
 //
+// It is the lowest layer. Most programs start with the root package
+// matsteer (open a model, generate with steering, score, train) and come
+// here only for what that does not cover.
+//
 // Every C resource has one Go owner with a Close method. No Go pointer is
 // kept by C. The package holds no steering logic; package hooks plugs into a
 // context's graph through the EvalHook interface.

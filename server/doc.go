@@ -1,6 +1,9 @@
 // Package server is matsteer's OpenAI-compatible HTTP server with
 // per-request, hot-swappable gated steering (`matsteer serve`).
 //
+// To steer requests in an HTTP handler of your own, use the root package
+// matsteer instead (see examples/httpsteer).
+//
 // llama.cpp's own server applies control vectors at start-up, to every
 // request. Here each request picks its steering file and strengths (or none),
 // and steering files can be loaded and unloaded while the server runs.

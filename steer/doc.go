@@ -1,6 +1,10 @@
 // Package steer implements MAT-Steer (Nguyen et al., arXiv 2502.12446):
 // multi-attribute, token-gated activation steering, in pure Go.
 //
+// The root package matsteer trains, reads and applies steering files in a
+// few calls (Model.Train, ReadSteering, Steer); use this package for the
+// training options, baselines and the file format itself.
+//
 // For T attributes, attribute t has a steering vector θ_t and a gate
 // g_t(a) = σ(w_t·a + b_t) computed from the unmodified activation a. A row is
 // steered as
