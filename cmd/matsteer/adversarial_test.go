@@ -272,7 +272,8 @@ func TestAdversarialFlags(t *testing.T) {
 		{ext("--site", "ffn_up"), "rows are 128 wide"},
 		{ext("--site", ""), "unknown site"},
 		// train
-		{trn("--epochs", "0"), "--epochs 0: out of range, want 1..1e6"},
+		{trn("--epochs", "0"), "--epochs 0 needs --init"},
+		{trn("--epochs", "-1"), "--epochs -1: out of range, want 0..1e6"},
 		{trn("--epochs", "-5"), "--epochs -5"},
 		{trn("--epochs", huge), "invalid value"},
 		{trn("--lr", "0"), "--lr 0: out of range, want a number in (0, 100]"},
