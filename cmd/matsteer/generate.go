@@ -7,9 +7,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/matsteer/matsteer/engine"
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/internal/textstream"
-	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 )
 
@@ -82,6 +82,10 @@ func runGenerate(c *cli.Context) error {
 		return err
 	}
 	params := contextParams(c)
+	// One stream through the batched engine the server uses (one sequence,
+	// the token callback on the decode goroutine: no hand-off per token).
+	cfg := engine.Config{Model: m, Parallel: 1, NCtx: params.NCtx, Threads: params.Threads, NoPromptCache: true}
+	req := engine.Request{Prompt: toks, MaxTokens: c.Int("n"), Sampler: samplerParams(c), Inline: true}
 	var tg *tokenGates
 	if len(c.StringSlice("steer")) > 0 || len(c.StringSlice("strength")) > 0 {
 		cat, err := hooks.Probe(m)
@@ -92,28 +96,24 @@ func runGenerate(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		h := hooks.New(cat)
-		defer h.Close()
 		if c.Bool("explain") || c.String("audit") != "" {
 			tg = newTokenGates(ivs)
 			tg.nPrompt = len(toks)
 		}
-		for _, iv := range ivs {
-			if err := intervene.Install(h, iv); err != nil {
-				return err
-			}
+		cfg.Catalog = cat
+		if len(ivs) > 0 {
+			req.Steering, req.MoreSteering = ivs[0], ivs[1:]
 		}
-		params.Hook = h
 	} else if c.Bool("explain") || c.String("audit") != "" {
 		return fmt.Errorf("--explain and --audit need --steer")
 	}
-	ctx, err := llama.NewContext(m, params)
+	e, err := engine.New(cfg)
 	if err != nil {
 		return err
 	}
-	defer ctx.Close()
-	if len(toks)+1 > ctx.NCtx() {
-		return fmt.Errorf("prompt is %d tokens, longer than the context (%d); raise --ctx or shorten the prompt", len(toks), ctx.NCtx())
+	defer e.Close()
+	if len(toks)+1 > e.NCtx() {
+		return fmt.Errorf("prompt is %d tokens, longer than the context (%d); raise --ctx or shorten the prompt", len(toks), e.NCtx())
 	}
 	out := bufio.NewWriter(c.App.Writer)
 	defer out.Flush()
@@ -121,7 +121,7 @@ func runGenerate(c *cli.Context) error {
 	// Whole characters only: a character split between tokens is held back
 	// until it completes, and dropped if generation ends inside it.
 	var whole textstream.Decoder
-	st, err := ctx.Generate(c.Context, toks, llama.GenerateOptions{MaxTokens: c.Int("n"), Sampler: samplerParams(c)},
+	st, err := e.Generate(c.Context, req,
 		func(tok llama.Token, piece string) error {
 			all = append(all, tok)
 			out.WriteString(whole.Push(piece))
@@ -145,9 +145,12 @@ func runGenerate(c *cli.Context) error {
 		}
 	}
 	if !c.Bool("quiet") {
-		fmt.Fprintf(os.Stderr, "[%d prompt tokens in %.2fs, %d generated in %.2fs (%.1f tok/s), stop: %s]\n",
-			st.PromptTokens, st.PromptDuration.Seconds(), st.GeneratedTokens, st.GenDuration.Seconds(),
-			float64(st.GeneratedTokens)/max(st.GenDuration.Seconds(), 1e-9), st.StopReason)
+		// The first token comes with the prompt's decode; the rest each
+		// take one decode step.
+		gen := st.Duration - st.FirstToken
+		fmt.Fprintf(os.Stderr, "[%d prompt tokens, first token after %.2fs, %d generated in %.2fs (%.1f tok/s), stop: %s]\n",
+			st.PromptTokens, st.FirstToken.Seconds(), st.GeneratedTokens, st.Duration.Seconds(),
+			float64(max(st.GeneratedTokens-1, 0))/max(gen.Seconds(), 1e-9), st.StopReason)
 	}
 	return nil
 }
