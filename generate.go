@@ -75,14 +75,15 @@ func (o *GenerateOptions) check() error {
 
 // Generate generates a reply to prompt and calls onText (on the caller's
 // goroutine) with each piece of text as it is generated; pieces are whole
-// UTF-8 characters. The prompt is wrapped as a user turn in the model's
-// chat template when it has one (opts.Raw: used as is). onText returning
+// UTF-8 characters. The prompt is wrapped as a user turn (after
+// opts.System, if set) in the model's chat template; with opts.Raw, or for
+// a model without a template, it is used as is. onText returning
 // llama.ErrStop ends generation normally; another error ends it and is
 // returned. Cancelling ctx stops it within one decode step and returns
 // ctx's error. Generate is safe for concurrent use: concurrent calls are
 // decoded together in one batch, each with its own steering.
 func (m *Model) Generate(ctx context.Context, prompt string, opts GenerateOptions, onText func(text string) error) (Result, error) {
-	if opts.Raw {
+	if opts.Raw || m.llm.ChatTemplate() == "" {
 		return m.generate(ctx, prompt, opts, onText)
 	}
 	var msgs []Message

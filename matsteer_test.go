@@ -448,3 +448,57 @@ func TestQuickStartDocs(t *testing.T) {
 		t.Errorf("doc.go does not show the quick start of func Example; want:\n%s", b.String())
 	}
 }
+
+// TestDefaultModelText checks text handling on the default model: stop
+// strings, the iterator and a multi-turn chat.
+func TestDefaultModelText(t *testing.T) {
+	path := testenv.DefaultModel(t)
+	m, err := matsteer.Open(path, matsteer.Options{Threads: 2, NCtx: 512, Parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	opts := matsteer.GenerateOptions{MaxTokens: 30}
+	full, res, err := m.GenerateText(ctx, "Name three colours.", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := strings.Fields(full)
+	if len(words) < 6 || res.GeneratedTokens == 0 {
+		t.Fatalf("generated %q (%+v)", full, res)
+	}
+	stop := " " + words[len(words)/2]
+	opts.Stop = []string{stop}
+	cut, res, err := m.GenerateText(ctx, "Name three colours.", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := full[:strings.Index(full, stop)]; cut != want || res.StopReason != "stop" {
+		t.Errorf("with stop %q: %q (%s), want %q", stop, cut, res.StopReason, want)
+	}
+	if res.CachedTokens == 0 {
+		t.Errorf("the same prompt again reused no cached tokens: %+v", res)
+	}
+
+	var streamed strings.Builder
+	for piece, err := range m.Stream(ctx, "Name three colours.", matsteer.GenerateOptions{MaxTokens: 30}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		streamed.WriteString(piece)
+	}
+	if streamed.String() != full {
+		t.Errorf("Stream gave %q, GenerateText %q", streamed.String(), full)
+	}
+
+	var reply strings.Builder
+	msgs := []matsteer.Message{{Role: "user", Content: "My name is Ada."}, {Role: "assistant", Content: "Nice to meet you, Ada!"},
+		{Role: "user", Content: "What is my name?"}}
+	if _, err := m.Chat(ctx, msgs, matsteer.GenerateOptions{MaxTokens: 20}, func(s string) error { reply.WriteString(s); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(reply.String(), "Ada") {
+		t.Errorf("the chat reply %q does not use the earlier turns", reply.String())
+	}
+}

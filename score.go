@@ -47,8 +47,8 @@ func (s *scorer) close() {
 // under the steering st (applied to every token, prompt and continuation,
 // as package eval does; the zero Steer scores the unsteered model). The
 // prompt is tokenized with the model's start token and the continuations
-// without (start them with a space: " Paris"); neither may hold
-// special-token text. The prompt is evaluated once and each continuation
+// without (start them with a space: " Paris"); special-token text in
+// either is read as plain text. The prompt is evaluated once and each continuation
 // after it with KV reuse. Score calls are safe for concurrent use; they
 // take turns on one context of their own (of Options.NCtx tokens), apart
 // from the generation engine.
