@@ -54,6 +54,8 @@ type TrainLog struct {
 	LambdaPos        float64 `json:"lambda_pos"`
 	LambdaSparse     float64 `json:"lambda_sparse"`
 	LambdaOrtho      float64 `json:"lambda_ortho"`
+	LambdaNeutral    float64 `json:"lambda_neutral,omitempty"`
+	NNeutral         int     `json:"n_neutral,omitempty"`
 	DevFraction      float64 `json:"dev_fraction"`
 	Patience         int     `json:"patience"`
 	BestEpoch        int     `json:"best_epoch,omitempty"`
@@ -92,6 +94,9 @@ type AttrEval struct {
 	MMDAfter  float64 `json:"mmd_after"`
 	GatePos   float64 `json:"gate_pos"`
 	GateNeg   float64 `json:"gate_neg"`
+	// GateNeutral is the mean own gate on the neutral rows
+	// (TrainConfig.Neutral; 0 without them).
+	GateNeutral float64 `json:"gate_neutral,omitempty"`
 }
 
 // WriteJSON writes the log as indented JSON.
@@ -125,6 +130,7 @@ func (l *TrainLog) Plot() (*plot.Plot, error) {
 		{"pos", func(e EpochLog) (float64, bool) { return e.Train.Pos, true }, color.RGBA{44, 160, 44, 255}},
 		{"sparse", func(e EpochLog) (float64, bool) { return e.Train.Sparse, true }, color.RGBA{214, 39, 40, 255}},
 		{"ortho", func(e EpochLog) (float64, bool) { return e.Train.Ortho, true }, color.RGBA{148, 103, 189, 255}},
+		{"neutral", func(e EpochLog) (float64, bool) { return e.Train.Neutral, l.LambdaNeutral > 0 }, color.RGBA{140, 86, 75, 255}},
 		{"dev total", func(e EpochLog) (float64, bool) {
 			if e.Dev == nil {
 				return 0, false

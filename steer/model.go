@@ -41,6 +41,9 @@ type LossTerms struct {
 	Pos    float64 `json:"pos"`
 	Sparse float64 `json:"sparse"`
 	Ortho  float64 `json:"ortho"`
+	// Neutral is the gate penalty on neutral rows (TrainConfig.Neutral;
+	// train loss only).
+	Neutral float64 `json:"neutral,omitempty"`
 }
 
 func (l *LossTerms) add(o LossTerms, s float64) {
@@ -49,6 +52,7 @@ func (l *LossTerms) add(o LossTerms, s float64) {
 	l.Pos += s * o.Pos
 	l.Sparse += s * o.Sparse
 	l.Ortho += s * o.Ortho
+	l.Neutral += s * o.Neutral
 }
 
 // objective describes the loss: mode, bandwidths, weights.

@@ -33,6 +33,14 @@ type TrainConfig struct {
 
 	LambdaPos, LambdaSparse, LambdaOrtho float64
 
+	// Neutral holds rows of ordinary text that belong to no attribute
+	// (NEmbd values each; not modified). With LambdaNeutral > 0 every gate
+	// is penalised on a batch of them each step (see neutral.go: gates that
+	// stay shut where nothing needs steering); the training log reports the
+	// mean gates on them either way.
+	Neutral       [][]float64
+	LambdaNeutral float64
+
 	Seed         uint64
 	NormPreserve bool
 
@@ -184,6 +192,12 @@ func (c *TrainConfig) validate() error {
 			return fmt.Errorf("%s %v must be a finite number >= 0", l.name, l.v)
 		}
 	}
+	if err := validLambda("lambda-neutral", c.LambdaNeutral); err != nil {
+		return err
+	}
+	if c.LambdaNeutral > 0 && len(c.Neutral) == 0 {
+		return fmt.Errorf("lambda-neutral %v needs neutral rows", c.LambdaNeutral)
+	}
 	if !(c.DevFraction >= 0 && c.DevFraction < 1) {
 		return fmt.Errorf("dev fraction %v out of range [0, 1)", c.DevFraction)
 	}
@@ -264,6 +278,7 @@ const (
 	streamSigma
 	streamEval
 	streamMMDNorm
+	streamNeutral
 )
 
 func newRand(seed uint64, stream uint64) *rand.Rand {
@@ -544,6 +559,16 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 			o.mmdWeight = append(o.mmdWeight, 1/m0)
 		}
 	}
+	neutral, nNeutral, err := flattenNeutral(cfg.Neutral, d)
+	if err != nil {
+		return err
+	}
+	var neuC *cycler
+	var neuRows, neuZ []float64
+	nrng := newRand(cfg.Seed, streamNeutral)
+	if cfg.LambdaNeutral > 0 {
+		neuC = newCycler(nNeutral, nrng)
+	}
 	opt := newAdam(len(p.v), cfg.LR)
 	grad := make([]float64, len(p.v))
 	batches := make([]attrBatch, T)
@@ -640,6 +665,7 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	log.Batch = cfg.Batch
 	log.LR = cfg.LR
 	log.LambdaPos, log.LambdaSparse, log.LambdaOrtho = cfg.LambdaPos, cfg.LambdaSparse, cfg.LambdaOrtho
+	log.LambdaNeutral, log.NNeutral = cfg.LambdaNeutral, len(cfg.Neutral)
 	log.DevFraction, log.Patience = cfg.DevFraction, cfg.Patience
 
 	bar := (*progress.Bar)(nil)
@@ -681,6 +707,18 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 				}
 			}
 			lt := o.combine(m, work, nrm, grad)
+			if neuC != nil {
+				k := min(cfg.Batch, nNeutral)
+				neuRows = gather(neuRows, neutral, neuC.take(k, nrng), d)
+				scale := 1.0 // paper: the plain sum
+				if reference {
+					scale = 1 / float64(k*T)
+				}
+				var s float64
+				s, neuZ = neutralLossGrad(m, neuRows, k, cfg.LambdaNeutral*scale, neuZ, grad)
+				lt.Neutral = scale * s
+				lt.Total += cfg.LambdaNeutral * lt.Neutral
+			}
 			if !isFinite(lt.Total) || !allFinite(grad) {
 				return fmt.Errorf("epoch %d step %d: the loss or its gradient is not finite (loss %v); lower --lr or check the data scale", epoch, step+1, lt.Total)
 			}
@@ -699,6 +737,9 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 			el.KernelZeroFraction = float64(kZero) / float64(kPair)
 		}
 		status := fmt.Sprintf("ep %d/%d loss %.4g mmd %.4g pos %.4g sparse %.4g ortho %.4g", epoch, cfg.Epochs, sum.Total, sum.MMD, sum.Pos, sum.Sparse, sum.Ortho)
+		if neuC != nil {
+			status += fmt.Sprintf(" neutral %.4g", sum.Neutral)
+		}
 		stop := false
 		if devBatches != nil {
 			dl := evalDev()
@@ -742,6 +783,11 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 		evalPools, split = devPools, "dev"
 	}
 	log.Eval = evaluate(m, evalPools, names, split, sigmas, cfg, newRand(cfg.Seed, streamEval))
+	if nNeutral > 0 {
+		for t, g := range meanGates(m, neutral, nNeutral) {
+			log.Eval[t].GateNeutral = g
+		}
+	}
 	for t, a := range data {
 		at := Attribute{Name: a.Name, Theta: append([]float64(nil), m.thetaT(t)...)}
 		if cfg.Method == MethodMATSteer {
@@ -764,6 +810,10 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	tr["lambda_pos"] = fmtF(cfg.LambdaPos)
 	tr["lambda_sparse"] = fmtF(cfg.LambdaSparse)
 	tr["lambda_ortho"] = fmtF(cfg.LambdaOrtho)
+	if nNeutral > 0 {
+		tr["lambda_neutral"] = fmtF(cfg.LambdaNeutral)
+		tr["n_neutral"] = strconv.Itoa(nNeutral)
+	}
 	tr["lr"] = fmtF(cfg.LR)
 	tr["optimizer"] = "adam(beta1=0.9,beta2=0.999,eps=1e-8)"
 	tr["init"] = initString(cfg)
@@ -795,6 +845,9 @@ func putLoss(m map[string]string, prefix string, l LossTerms) {
 	m[prefix+"pos"] = fmtF(l.Pos)
 	m[prefix+"sparse"] = fmtF(l.Sparse)
 	m[prefix+"ortho"] = fmtF(l.Ortho)
+	if l.Neutral != 0 {
+		m[prefix+"neutral"] = fmtF(l.Neutral)
+	}
 }
 
 func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
