@@ -188,8 +188,10 @@ func (m *Model) use(ctx context.Context) (opCtx context.Context, done func(), er
 	}, nil
 }
 
-// Close stops the engine (running generations end with ErrClosed) and
-// frees the model when Open loaded it. It is safe to call more than once.
+// Close cancels what is running (generations, scoring and extraction end
+// with ErrClosed), waits for it to end, stops the engine and frees the
+// model when Open loaded it. It is safe to call more than once, but not
+// from a callback of the Model's own calls (it would wait for itself).
 func (m *Model) Close() error {
 	m.stop()
 	m.eng.Close()
