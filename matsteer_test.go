@@ -502,3 +502,47 @@ func TestDefaultModelText(t *testing.T) {
 		t.Errorf("the chat reply %q does not use the earlier turns", reply.String())
 	}
 }
+
+func TestExtractAndTrainActivations(t *testing.T) {
+	m := openTiny(t, matsteer.Options{}, nil)
+	ctx := context.Background()
+	var ex []matsteer.Example
+	for _, q := range []string{"How was it?", "And then?"} {
+		ex = append(ex, matsteer.Example{Attribute: "tone", Positive: true, Prompt: q, Response: " Great!"},
+			matsteer.Example{Attribute: "tone", Prompt: q, Response: " Bad."})
+	}
+	dir := t.TempDir()
+	p1, p2, out := filepath.Join(dir, "l1.safetensors"), filepath.Join(dir, "l2.safetensors"), filepath.Join(dir, "s.gguf")
+	if err := m.Extract(ctx, ex, p1, matsteer.TrainOptions{Layer: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Extract(ctx, ex, p2, matsteer.TrainOptions{Layer: 2, Tokens: "response"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := matsteer.TrainActivations(ctx, []string{p1, p2}, matsteer.TrainOptions{}); err == nil || !strings.Contains(err.Error(), "different") {
+		t.Errorf("training on activations of two layers: %v", err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a failed training left %s: %v", out, err)
+	}
+	s, err := matsteer.TrainActivations(ctx, []string{p2}, matsteer.TrainOptions{Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.LoadSteering(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Layer() != 2 || s.Layer() != 2 || r.Method() != steer.MethodMATSteer || r.File().Training["token_mode"] != "response" {
+		t.Errorf("steering file from layer-2 response activations: layer %d/%d, method %s, training %v", s.Layer(), r.Layer(), r.Method(), r.File().Training)
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := m.Train(cancelled, ex, matsteer.TrainOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Train with a cancelled context: %v", err)
+	}
+	if err := m.Extract(ctx, ex, filepath.Join(dir, "missing-dir", "x.safetensors"), matsteer.TrainOptions{}); err == nil {
+		t.Error("Extract into a missing directory: no error")
+	}
+}
