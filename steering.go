@@ -195,7 +195,7 @@ func (m *Model) prepare(st Steer) (prepared, error) {
 	points := map[hooks.Point]int{}
 	key := fmt.Sprintf("g=%g", global)
 	for i, s := range st.Files {
-		pt, err := m.check(s, fmt.Sprintf("Steer.Files[%d]", i))
+		pt, err := m.check(s, "the steering file")
 		if err != nil {
 			return p, fmt.Errorf("Steer.Files[%d]: %w", i, err)
 		}
