@@ -128,7 +128,7 @@ func (f *Fetcher) logf(format string, args ...any) {
 // already present is verified by size and checksum, not downloaded again.
 func (f *Fetcher) Pull(ctx context.Context, s Spec) (string, error) {
 	dst := s.Path()
-	if ok, err := verifyFile(dst, s); ok {
+	if ok, err := VerifyFile(dst, s.Size, s.SHA256); ok {
 		return dst, nil
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		f.logf("cached %s is damaged (%v); fetching it again", dst, err)
@@ -159,25 +159,6 @@ func (f *Fetcher) Pull(ctx context.Context, s Spec) (string, error) {
 		return "", fmt.Errorf("pull %s: %w", s.Name, err)
 	}
 	return dst, nil
-}
-
-// verifyFile reports whether path holds the model (size and sha256).
-func verifyFile(path string, s Spec) (bool, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return false, err
-	}
-	if s.Size > 0 && st.Size() != s.Size {
-		return false, fmt.Errorf("size %d, want %d", st.Size(), s.Size)
-	}
-	got, err := FileSHA256(path)
-	if err != nil {
-		return false, err
-	}
-	if got != s.SHA256 {
-		return false, fmt.Errorf("sha256 %s, want %s", got, s.SHA256)
-	}
-	return true, nil
 }
 
 // FileSHA256 returns the hex SHA-256 of a file, which must be a regular

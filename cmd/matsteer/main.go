@@ -53,6 +53,7 @@ Typical workflow:
 			importCvecCommand(),
 			evalCommand(),
 			calibrateCommand(),
+			dataCommand(),
 		},
 	}
 }
