@@ -46,8 +46,10 @@ bench: build model
 	@scripts/bench.sh
 
 # The reproducible study of RESULTS.md (about 40 minutes on 2 cores).
+# Data: $MATSTEER_DATA, else ../shared/data when present, else `matsteer data pull` fetches it.
 eval: build model
-	$(GO) run $(GOTAGS) ./cmd/matsteer-study -data $${MATSTEER_DATA:-../shared/data}
+	@export MATSTEER_DATA="$${MATSTEER_DATA:-$$(cd ../shared/data 2>/dev/null && pwd)}" && $(BIN) data pull >/dev/null && \
+	  $(GO) run $(GOTAGS) ./cmd/matsteer-study -data "$$($(BIN) data path)"
 
 # Every fuzz target, FUZZTIME each (scripts/fuzz.sh SECONDS is the bounded CI
 # run; it fails when a target is missing here).
