@@ -22,6 +22,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/eval"
 )
 
@@ -49,7 +50,8 @@ func main() {
 	var layers string
 	flag.StringVar(&cfg.bin, "bin", "bin/matsteer", "matsteer binary")
 	flag.StringVar(&cfg.model, "model", "", "GGUF model (default: matsteer's default model); another model gets its own work and results folders")
-	flag.StringVar(&cfg.data, "data", "../shared/data", "shared dataset root (holds truthfulqa/, bbq/, toxigen/)")
+	dataDir, _ := datasets.DataDir()
+	flag.StringVar(&cfg.data, "data", dataDir, "dataset root holding truthfulqa/, bbq/, toxigen/ (default $MATSTEER_DATA, else the cache's, filled by `matsteer data pull`)")
 	flag.StringVar(&cfg.work, "work", filepath.Join(cacheDir(), "study"), "work directory for activations, steering files and reports")
 	flag.StringVar(&cfg.out, "out", "results", "the summary (study.md) and every report (JSON) go to a folder here named after the settings")
 	flag.StringVar(&cfg.neutral, "neutral", "demo/data/neutral.txt", "neutral text for the reported KL and perplexity (one text per line)")
@@ -408,6 +410,8 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 	}
 	fmt.Fprintf(f, "\n\n## Test summary\n\n")
 	writeHeadline(f, test, ret)
+	fmt.Fprintln(f)
+	writePairedTests(f, test)
 	fmt.Fprintf(f, "\n## Test reports\n\n```\n")
 	for _, task := range tasks {
 		fmt.Fprintf(f, "-- %s (%d items)\n", task, test[task].NItems)
@@ -421,8 +425,13 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 	return nil
 }
 
+// sigLevel is the significance level of the headline table's markers.
+const sigLevel = 0.05
+
 // writeHeadline writes the test results as one markdown table: a row per
-// method (the unsteered model first), the primary metrics, their average
+// method (the unsteered model first), the primary metrics with their 95%
+// bootstrap intervals (when the reports have them) and a marker where the
+// paired test against the unsteered model gives p < 0.05, their average
 // and the capability-retention numbers.
 func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) {
 	type col struct{ task, metric, label string }
@@ -437,6 +446,7 @@ func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) 
 		fmt.Fprintf(w, "---|")
 	}
 	fmt.Fprintf(w, "---|---|---|\n")
+	marked := false
 	// Conditions by the name eval gave them (the first task's order).
 	for _, m := range test[tasks[0]].Methods {
 		label, setting := m.Name, "-"
@@ -448,7 +458,19 @@ func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) 
 		var avg float64
 		for _, c := range cols {
 			v, ok := metricOf(test[c.task], m.Name, c.metric)
-			fmt.Fprintf(w, " %s |", fmtOpt(v, ok, "%.3f"))
+			cell := fmtOpt(v, ok, "%.3f")
+			if iv, ok2 := intervalOf(test[c.task], m.Name, c.metric); ok && ok2 {
+				cell += fmt.Sprintf(" [%.3f, %.3f]", iv.Lo, iv.Hi)
+			}
+			if m.Name != eval.NoneName {
+				if d, ok := test[c.task].Comparison(m.Name, eval.NoneName); ok {
+					if x, ok := d[c.metric]; ok && x.P < sigLevel {
+						cell += " *"
+						marked = true
+					}
+				}
+			}
+			fmt.Fprintf(w, " %s |", cell)
 			if c.metric == primary[c.task] {
 				avg += v / float64(len(tasks))
 			}
@@ -464,6 +486,98 @@ func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) 
 		}
 		fmt.Fprintf(w, " %s | %s |\n", kl, ppl)
 	}
+	if marked || hasIntervals(test) {
+		fmt.Fprintf(w, "\n[lo, hi]: 95%% bootstrap interval over the test items; *: differs from the unsteered model (paired permutation test, p < %g).\n", sigLevel)
+	}
+}
+
+// hasIntervals reports whether any test report carries intervals.
+func hasIntervals(test map[string]*eval.Report) bool {
+	for _, rep := range test {
+		for _, m := range rep.Methods {
+			if len(m.Intervals) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writePairedTests writes, per task and primary metric, the paired test of
+// every steered condition against the unsteered model and of every pair of
+// steered conditions: difference, 95% paired bootstrap interval and
+// permutation p-value, all on the same test items. Nothing is written when
+// the reports have no tests.
+func writePairedTests(w io.Writer, test map[string]*eval.Report) {
+	type pair struct{ a, b string }
+	var pairs []pair
+	names := []string{}
+	for _, m := range test[tasks[0]].Methods {
+		names = append(names, m.Name)
+	}
+	for j, b := range names {
+		if b == eval.NoneName {
+			continue
+		}
+		pairs = append(pairs, pair{b, eval.NoneName})
+		for _, a := range names[j+1:] {
+			if a != eval.NoneName {
+				pairs = append(pairs, pair{b, a})
+			}
+		}
+	}
+	found := false
+	var b strings.Builder
+	fmt.Fprintf(&b, "| comparison |")
+	for _, task := range tasks {
+		fmt.Fprintf(&b, " %s %s |", task, primary[task])
+	}
+	fmt.Fprintf(&b, "\n|---|")
+	for range tasks {
+		fmt.Fprintf(&b, "---|")
+	}
+	fmt.Fprintf(&b, "\n")
+	for _, p := range pairs {
+		fmt.Fprintf(&b, "| %s − %s |", label(test, p.a), label(test, p.b))
+		for _, task := range tasks {
+			cell := "-"
+			if ds, ok := test[task].Comparison(p.a, p.b); ok {
+				if d, ok := ds[primary[task]]; ok {
+					found = true
+					cell = fmt.Sprintf("%+.3f [%+.3f, %+.3f], p=%s", d.Diff, d.CI.Lo, d.CI.Hi, eval.FormatP(d.P))
+					if d.P < sigLevel {
+						cell = "**" + cell + "**"
+					}
+				}
+			}
+			fmt.Fprintf(&b, " %s |", cell)
+		}
+		fmt.Fprintf(&b, "\n")
+	}
+	if !found {
+		return
+	}
+	fmt.Fprintf(w, "Paired tests on the test items (difference of the primary metric, 95%% paired bootstrap interval, permutation p-value; bold: p < %g, not corrected for the %d comparisons per task):\n\n", sigLevel, len(pairs))
+	io.WriteString(w, b.String())
+}
+
+// label names a condition by its method (the unsteered model: none).
+func label(test map[string]*eval.Report, name string) string {
+	for _, m := range test[tasks[0]].Methods {
+		if m.Name == name && m.Steering != nil {
+			return m.Steering.Method
+		}
+	}
+	return name
+}
+
+func intervalOf(rep *eval.Report, name, metric string) (eval.Interval, bool) {
+	for _, m := range rep.Methods {
+		if m.Name == name {
+			return m.Interval(metric)
+		}
+	}
+	return eval.Interval{}, false
 }
 
 func metricOf(rep *eval.Report, name, metric string) (float64, bool) {

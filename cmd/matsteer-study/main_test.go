@@ -78,3 +78,71 @@ func TestHeadlineTable(t *testing.T) {
 		}
 	}
 }
+
+// withStats adds intervals and a comparison against "none" to every
+// steered condition of the reports.
+func withStats(test map[string]*eval.Report, p float64) {
+	for _, rep := range test {
+		for i := range rep.Methods {
+			m := &rep.Methods[i]
+			m.Intervals = map[string]eval.Interval{}
+			for k, v := range m.Metrics {
+				m.Intervals[k] = eval.Interval{Lo: v - 0.05, Hi: v + 0.05}
+			}
+			if i > 0 {
+				d := map[string]eval.Difference{}
+				for k, v := range m.Metrics {
+					base := rep.Methods[0].Metrics[k]
+					d[k] = eval.Difference{Diff: v - base, CI: eval.Interval{Lo: v - base - 0.02, Hi: v - base + 0.02}, P: p}
+				}
+				m.Comparisons = []eval.Comparison{{Against: rep.Methods[0].Name, Metrics: d}}
+			}
+		}
+	}
+}
+
+func TestHeadlineTableWithStats(t *testing.T) {
+	test := devReports(map[string][3]float64{"none": {0.4, 0.3, 0.5}, "mat-steer|mat-steer-b-L14": {0.5, 0.4, 0.9}})
+	// devReports sorts names: "mat-steer|..." comes before "none"; put none first, as eval does.
+	for _, rep := range test {
+		rep.Methods[0], rep.Methods[1] = rep.Methods[1], rep.Methods[0]
+	}
+	withStats(test, 0.004)
+	var b strings.Builder
+	writeHeadline(&b, test, nil)
+	out := b.String()
+	for _, want := range []string{
+		"| mat-steer | mat-steer-b-L14, α=1.5 | - | 0.500 [0.450, 0.550] * | 0.400 [0.350, 0.450] * |",
+		"| none | - | - | 0.400 [0.350, 0.450] | 0.300 [0.250, 0.350] |",
+		"95% bootstrap interval",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("headline table lacks\n%s\ngot\n%s", want, out)
+		}
+	}
+	b.Reset()
+	writePairedTests(&b, test)
+	out = b.String()
+	if want := "| mat-steer − none | **+0.100 [+0.080, +0.120], p=0.004** | **+0.100 [+0.080, +0.120], p=0.004** | **+0.400 [+0.380, +0.420], p=0.004** |"; !strings.Contains(out, want) {
+		t.Errorf("paired tests lack\n%s\ngot\n%s", want, out)
+	}
+	// Not significant: no marker, no bold.
+	withStats(test, 0.3)
+	b.Reset()
+	writeHeadline(&b, test, nil)
+	if strings.Contains(b.String(), " * |") {
+		t.Errorf("marker for p = 0.3:\n%s", b.String())
+	}
+	b.Reset()
+	writePairedTests(&b, test)
+	if strings.Contains(b.String(), "**+") || !strings.Contains(b.String(), "p=0.3") {
+		t.Errorf("paired tests for p = 0.3:\n%s", b.String())
+	}
+	// Reports without statistics: no paired-test table at all.
+	plain := devReports(map[string][3]float64{"none": {0.4, 0.3, 0.5}, "pca|pca-L10": {0.5, 0.4, 0.9}})
+	b.Reset()
+	writePairedTests(&b, plain)
+	if b.Len() != 0 {
+		t.Errorf("paired tests without statistics:\n%s", b.String())
+	}
+}
