@@ -68,6 +68,36 @@
 // token. Length normalisation is fixed because the two statements come
 // from different sources and differ in length.
 //
+// Pairs (the user's own attribute: generic JSONL made into items by
+// datasets.PairItems, one item per attribute and prompt with desired and
+// undesired responses): the prediction is the response with the highest
+// mean log-prob per token, length-normalised as for ToxiGen because a
+// user's responses may differ in length.
+//
+//	acc     fraction of items whose best desired response scores strictly
+//	        higher than every undesired one
+//	margin  mean over items of (best desired − best undesired) mean log-prob
+//	        per token, in nats (> 0 exactly for the items counted in acc)
+//
+// # Intervals and paired tests
+//
+// Analyze (run by Evaluate) adds statistics over items to every condition.
+// Each metric gets a percentile bootstrap interval (StatOptions: 2000
+// resamples, 95%, seed 1 by default): the items are drawn n of n with
+// replacement and the metric is recomputed from the resampled items'
+// outcomes, so ratio metrics (BBQ's bias scores, MC1 over the items with an
+// MC1 set) are resampled as what they are, not as means. Every condition
+// is compared with each condition before it in the run (so every steered
+// condition with "none"): the difference of every metric (this − other),
+// its paired bootstrap interval (the same resampled items for both
+// conditions) and a two-sided p-value from a paired permutation test (per
+// item, the two conditions' outcomes are swapped with probability 1/2; p =
+// (1 + #{|d_perm| ≥ |d|}) / (1 + permutations)). Two conditions with the
+// same outcome on every item get difference 0, interval [0, 0] and p = 1.
+// A metric that is undefined on the items, or in more than half of the
+// resamples, gets no interval or test. The same seed gives the same
+// numbers. The p-values are not corrected for multiple comparisons.
+//
 // # Capability retention and gates
 //
 // Retention runs every text of a neutral corpus once unsteered and once per
