@@ -61,6 +61,14 @@ The printed "final loss" includes the normalised MMD term (MMD^2 / its unsteered
 which with 16-row batches includes the V-statistic's bias); the per-attribute lines give
 MMD^2 before and after steering on 256+256 rows and the mean gates.
 
+Neutral rows (--neutral-acts FILE, mat-steer): activations of ordinary text that belongs to no
+attribute, every row of the file whatever its attribute and label (extract neutral sentences, or
+chat-formatted conversations with --tokens all to include the template's tokens). Every gate is
+penalised on a batch of them each step (weight --lambda-neutral, default 0.9 with the flag), so the
+gates learn what ordinary text looks like and stay shut on it; the paper's losses only see each
+attribute's positives and negatives. The per-attribute lines then also give the mean gate on the
+neutral rows.
+
 Warm start (--init FILE, mat-steer only): continue training an existing steering file with new
 labelled examples (a feedback loop). Its attributes that have rows in --acts start from the file's
 vectors and gates; attributes only in --acts are added with the usual fresh initialisation;
@@ -84,6 +92,8 @@ Examples:
 			&cli.StringFlag{Name: "preset", Value: steer.PresetDefault, Usage: "default | reference (the official code's settings: sigma 2, raw gate input, theta ~ N(0,I), plain MMD); flags given override it"},
 			&cli.StringFlag{Name: "mode", Value: def.Mode, Usage: "loss mode: reference | paper"},
 			intIn(&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs (0 only with --init: the file's attributes unchanged)"}, 0, 1_000_000),
+			&cli.StringSliceFlag{Name: "neutral-acts", Usage: "activation `FILE` of neutral text (repeatable; all its rows): gates are penalised on them"},
+			floatIn(&cli.Float64Flag{Name: "lambda-neutral", Value: defaultLambdaNeutral, Usage: "weight of the gate penalty on --neutral-acts rows"}, closed(0, 1e6)),
 			&cli.StringFlag{Name: "init", Usage: "steering `FILE` (mat-steer) to continue training from with the rows of --acts (warm start)"},
 			floatIn(&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"}, leftOpen(0, 100)),
 			intIn(&cli.IntFlag{Name: "batch", Value: def.Batch, Usage: "positives and negatives per attribute per step"}, 1, 1<<16),
@@ -182,6 +192,43 @@ func loadTrainActs(paths []string) (*trainData, error) {
 		}
 	}
 	return td, nil
+}
+
+// defaultLambdaNeutral is --lambda-neutral's default: λ_sparse's paper value.
+const defaultLambdaNeutral = 0.9
+
+// loadNeutralActs reads every row of a neutral activation file, which must
+// match the training files' model, site, layer and width (meta, from
+// first).
+func loadNeutralActs(path string, meta acts.Meta, first string) ([][]float64, string, error) {
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("--neutral-acts: %w", err)
+	}
+	af, err := acts.Open(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("--neutral-acts: %w", err)
+	}
+	defer af.Close()
+	if err := sameActsMeta(meta, af.Meta, first, path); err != nil {
+		return nil, "", fmt.Errorf("--neutral-acts: %w", err)
+	}
+	vecs, err := af.Vectors()
+	if err != nil {
+		return nil, "", fmt.Errorf("--neutral-acts: %w", err)
+	}
+	d := af.Meta.NEmbd
+	if len(af.Rows) == 0 {
+		return nil, "", fmt.Errorf("--neutral-acts %s: no rows", path)
+	}
+	rows := make([][]float64, len(af.Rows))
+	for i := range rows {
+		rows[i] = make([]float64, d)
+		for j, v := range vecs[i*d : (i+1)*d] {
+			rows[i][j] = float64(v)
+		}
+	}
+	return rows, sum, nil
 }
 
 func sameActsMeta(a, b acts.Meta, pa, pb string) error {
@@ -291,12 +338,22 @@ func runTrain(c *cli.Context) error {
 	if initPath != "" && cfg.Method != steer.MethodMATSteer {
 		return fmt.Errorf("--init continues MAT-Steer training: it needs --method %s, not %s", steer.MethodMATSteer, cfg.Method)
 	}
+	neutralPaths := c.StringSlice("neutral-acts")
+	if c.IsSet("lambda-neutral") && len(neutralPaths) == 0 {
+		return fmt.Errorf("--lambda-neutral needs --neutral-acts")
+	}
+	if len(neutralPaths) > 0 {
+		if cfg.Method == steer.MethodMeanDiff || cfg.Method == steer.MethodPCA {
+			return fmt.Errorf("--neutral-acts trains gates: it needs --method %s or %s, not %s", steer.MethodMATSteer, steer.MethodAllTokens, cfg.Method)
+		}
+		cfg.LambdaNeutral = c.Float64("lambda-neutral")
+	}
 	if c.IsSet("plot") {
 		if err := checkPlotPath("--plot", c.String("plot")); err != nil {
 			return err
 		}
 	}
-	if err := safefile.CheckOutputs(flagOutputs(c, "out", "log", "plot"), flagInputs(c, "acts", "init")); err != nil {
+	if err := safefile.CheckOutputs(flagOutputs(c, "out", "log", "plot"), flagInputs(c, "acts", "init", "neutral-acts")); err != nil {
 		return err
 	}
 	var initSHA string
@@ -318,6 +375,15 @@ func runTrain(c *cli.Context) error {
 		return err
 	}
 	m := td.meta
+	var neutralSums []string
+	for _, p := range neutralPaths {
+		rows, sum, err := loadNeutralActs(p, m, c.StringSlice("acts")[0])
+		if err != nil {
+			return err
+		}
+		cfg.Neutral = append(cfg.Neutral, rows...)
+		neutralSums = append(neutralSums, sum)
+	}
 	cfg.Site, cfg.Layer = m.Site, m.Layer
 	cfg.ModelArch, cfg.ModelName, cfg.ModelID = m.ModelArch, m.ModelName, m.Extra["model_sha256"]
 	f, log, err := steer.Train(c.Context, td.attrs, cfg)
@@ -336,6 +402,10 @@ func runTrain(c *cli.Context) error {
 		f.Training["data."+strconv.Itoa(i)+".sha256"] = td.fingerprints[i]
 	}
 	f.Training["data.rows"] = strconv.Itoa(td.rows)
+	for i, path := range neutralPaths {
+		f.Training["neutral."+strconv.Itoa(i)+".file"] = filepath.Base(path)
+		f.Training["neutral."+strconv.Itoa(i)+".sha256"] = neutralSums[i]
+	}
 	if m.TokenMode != "" {
 		f.Training["token_mode"] = m.TokenMode
 	}
@@ -380,8 +450,12 @@ func runTrain(c *cli.Context) error {
 			l.Total, l.MMD, l.Pos, l.Sparse, l.Ortho, log.EpochsRun, log.Sigma, f.Training["sigma_values"])
 	}
 	for _, e := range log.Eval {
-		fmt.Fprintf(w, "  %s (%s rows): MMD^2 %.4g -> %.4g (%d+%d rows), mean gate on positives %.3f, on negatives %.3f\n",
-			e.Name, e.Split, e.MMDBefore, e.MMDAfter, e.EvalRows, e.EvalRows, e.GatePos, e.GateNeg)
+		neutral := ""
+		if len(cfg.Neutral) > 0 {
+			neutral = fmt.Sprintf(", on neutral rows %.3f", e.GateNeutral)
+		}
+		fmt.Fprintf(w, "  %s (%s rows): MMD^2 %.4g -> %.4g (%d+%d rows), mean gate on positives %.3f, on negatives %.3f%s\n",
+			e.Name, e.Split, e.MMDBefore, e.MMDAfter, e.EvalRows, e.EvalRows, e.GatePos, e.GateNeg, neutral)
 	}
 	return nil
 }

@@ -132,53 +132,117 @@ func TestTrainInitCLI(t *testing.T) {
 	}
 }
 
-// TestTrainInitImprovesHeldOut is the feedback loop on the default model
-// and the demo data: per attribute, the first 8 prompts (both answers) train
-// a file, the next 24 refine it (train --init), and the last 18 are held
-// back. On the held-back answer tokens the refined file's own gates
-// separate undesired from desired rows better than the first file's.
-func TestTrainInitImprovesHeldOut(t *testing.T) {
+// TestTrainDemoDefaultModel trains on the default model's activations of
+// the demo data (layer 12, answer tokens). Per attribute, the first 8
+// prompts (both answers) are "old", the next 24 "new" and the last 18 are
+// held back.
+//
+//   - init: a file trained on the old prompts and refined with the new ones
+//     (train --init) separates the held-back answers better with its own
+//     gates (mean gate on undesired minus desired answer tokens) than the
+//     first file; --epochs 0 reproduces the first file.
+//   - neutral: trained on old+new with the neutral sentences of
+//     demo/data/neutral-dev.txt as --neutral-acts, the gates stay shut on
+//     the other neutral sentences (neutral.txt) and still separate the
+//     held-back answers.
+func TestTrainDemoDefaultModel(t *testing.T) {
 	model := testenv.DefaultModel(t)
-	demo := filepath.Join(testenv.RepoRoot(), "demo", "data", "demo.jsonl")
-	if _, err := os.Stat(demo); err != nil {
-		t.Skipf("demo data not found at %s: %v", demo, err)
+	demoDir := filepath.Join(testenv.RepoRoot(), "demo", "data")
+	if _, err := os.Stat(filepath.Join(demoDir, "demo.jsonl")); err != nil {
+		t.Skipf("demo data not found in %s: %v", demoDir, err)
 	}
 	dir := t.TempDir()
-	parts := splitDemo(t, demo, dir, 8, 32)
+	parts := splitDemo(t, filepath.Join(demoDir, "demo.jsonl"), dir, 8, 32)
+	parts["ndev"] = neutralJSONL(t, filepath.Join(demoDir, "neutral-dev.txt"), dir)
+	parts["nheld"] = neutralJSONL(t, filepath.Join(demoDir, "neutral.txt"), dir)
 	actsOf := map[string]string{}
-	for _, p := range []string{"old", "new", "held"} {
+	for _, p := range []string{"old", "new", "held", "ndev", "nheld"} {
 		actsOf[p] = filepath.Join(dir, p+".safetensors")
-		if _, stderr, err := runCLI(t, "extract", "-m", model, "--data", parts[p], "--layer", "12", "--tokens", "response", "--out", actsOf[p], "--threads", "2"); err != nil {
+		tokens := "response"
+		if p == "ndev" || p == "nheld" {
+			tokens = "all"
+		}
+		if _, stderr, err := runCLI(t, "extract", "-m", model, "--data", parts[p], "--layer", "12", "--tokens", tokens, "--out", actsOf[p], "--threads", "2"); err != nil {
 			t.Fatalf("extract %s: %v\n%s", p, err, stderr)
 		}
 	}
-	old, refined, zero := filepath.Join(dir, "old.gguf"), filepath.Join(dir, "refined.gguf"), filepath.Join(dir, "zero.gguf")
-	for _, args := range [][]string{
-		{"--acts", actsOf["old"], "--out", old},
-		{"--init", old, "--acts", actsOf["new"], "--out", refined},
-		{"--init", old, "--acts", actsOf["new"], "--out", zero, "--epochs", "0"},
-	} {
-		if _, stderr, err := runCLI(t, append([]string{"train", "--quiet"}, args...)...); err != nil {
+	held := readRows(t, actsOf["held"])
+	var neutral [][]float32
+	for _, r := range readRows(t, actsOf["nheld"]) {
+		neutral = append(append(neutral, r.pos...), r.neg...)
+	}
+	train := func(t *testing.T, out string, args ...string) *steer.File {
+		t.Helper()
+		path := filepath.Join(dir, out)
+		if _, stderr, err := runCLI(t, append([]string{"train", "--quiet", "--out", path}, args...)...); err != nil {
 			t.Fatalf("train %v: %v\n%s", args, err, stderr)
 		}
-	}
-	oldF, err1 := steer.ReadFile(old)
-	refF, err2 := steer.ReadFile(refined)
-	zeroF, err3 := steer.ReadFile(zero)
-	if err1 != nil || err2 != nil || err3 != nil {
-		t.Fatal(err1, err2, err3)
-	}
-	if !reflect.DeepEqual(zeroF.Attributes, oldF.Attributes) {
-		t.Fatal("--epochs 0 did not reproduce the file")
-	}
-	held := readRows(t, actsOf["held"])
-	for _, name := range oldF.AttributeNames() {
-		sOld, sRef := gateSeparation(oldF, name, held[name]), gateSeparation(refF, name, held[name])
-		t.Logf("%s: held-back gate separation (mean gate on undesired minus desired answer tokens): %.3f -> %.3f after refining", name, sOld, sRef)
-		if !(sRef > sOld+0.02) {
-			t.Errorf("%s: refining with new examples did not improve the held-back gate separation: %.3f -> %.3f", name, sOld, sRef)
+		f, err := steer.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return f
 	}
+
+	t.Run("init", func(t *testing.T) {
+		oldF := train(t, "old.gguf", "--acts", actsOf["old"])
+		old := filepath.Join(dir, "old.gguf")
+		refF := train(t, "refined.gguf", "--init", old, "--acts", actsOf["new"])
+		zeroF := train(t, "zero.gguf", "--init", old, "--acts", actsOf["new"], "--epochs", "0")
+		if !reflect.DeepEqual(zeroF.Attributes, oldF.Attributes) {
+			t.Fatal("--epochs 0 did not reproduce the file")
+		}
+		for _, name := range oldF.AttributeNames() {
+			sOld, sRef := gateSeparation(oldF, name, held[name]), gateSeparation(refF, name, held[name])
+			t.Logf("%s: held-back gate separation (mean gate on undesired minus desired answer tokens): %.3f -> %.3f after refining", name, sOld, sRef)
+			if !(sRef > sOld+0.02) {
+				t.Errorf("%s: refining with new examples did not improve the held-back gate separation: %.3f -> %.3f", name, sOld, sRef)
+			}
+		}
+	})
+
+	t.Run("neutral", func(t *testing.T) {
+		base := train(t, "base.gguf", "--acts", actsOf["old"], "--acts", actsOf["new"])
+		neu := train(t, "neutral.gguf", "--acts", actsOf["old"], "--acts", actsOf["new"], "--neutral-acts", actsOf["ndev"])
+		for _, name := range base.AttributeNames() {
+			nb, nn := meanGateOf(base, name, neutral), meanGateOf(neu, name, neutral)
+			rb := meanGateOf(base, name, held[name].neg) / meanGateOf(base, name, held[name].pos)
+			rn := meanGateOf(neu, name, held[name].neg) / meanGateOf(neu, name, held[name].pos)
+			t.Logf("%s: mean gate on held-out neutral sentences %.3f -> %.3f; held-back answers undesired/desired gate ratio %.1f -> %.1f", name, nb, nn, rb, rn)
+			if !(nn < nb/3) {
+				t.Errorf("%s: neutral rows did not close the gate on other neutral text: %.3f -> %.3f", name, nb, nn)
+			}
+			if !(rn > 0.9*rb) {
+				t.Errorf("%s: the gates separate the held-back answers less: ratio %.2f -> %.2f", name, rb, rn)
+			}
+		}
+	})
+}
+
+// neutralJSONL writes the lines of a text file as JSONL examples of one
+// attribute "neutral" (labels alternate: extract wants both; train
+// --neutral-acts ignores them).
+func neutralJSONL(t *testing.T, path, dir string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	i := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		ex, _ := json.Marshal(map[string]any{"attribute": "neutral", "label": i % 2, "text": line})
+		b.Write(append(ex, '\n'))
+		i++
+	}
+	out := filepath.Join(dir, strings.TrimSuffix(filepath.Base(path), ".txt")+".jsonl")
+	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // splitDemo writes the examples of the first nOld prompts of every
@@ -262,25 +326,90 @@ func readRows(t *testing.T, path string) map[string]*labelledRows {
 	return out
 }
 
-// gateSeparation is attribute name's mean gate on the undesired rows minus
-// that on the desired rows.
-func gateSeparation(f *steer.File, name string, rows *labelledRows) float64 {
+// meanGateOf is attribute name's mean gate over rows.
+func meanGateOf(f *steer.File, name string, rows [][]float32) float64 {
 	var a steer.Attribute
 	for _, x := range f.Attributes {
 		if x.Name == name {
 			a = x
 		}
 	}
-	mean := func(rs [][]float32) float64 {
-		s := 0.0
-		for _, r := range rs {
-			z := a.GateB
-			for j, v := range r {
-				z += a.GateW[j] * float64(v)
-			}
-			s += 1 / (1 + math.Exp(-z))
+	s := 0.0
+	for _, r := range rows {
+		z := a.GateB
+		for j, v := range r {
+			z += a.GateW[j] * float64(v)
 		}
-		return s / float64(len(rs))
+		s += 1 / (1 + math.Exp(-z))
 	}
-	return mean(rows.neg) - mean(rows.pos)
+	return s / float64(len(rows))
+}
+
+// gateSeparation is attribute name's mean gate on the undesired rows minus
+// that on the desired rows.
+func gateSeparation(f *steer.File, name string, rows *labelledRows) float64 {
+	return meanGateOf(f, name, rows.neg) - meanGateOf(f, name, rows.pos)
+}
+
+// TestTrainNeutralCLI: --neutral-acts on synthetic activations: the rows
+// are used whatever their labels, recorded in the file, and inconsistent
+// use is refused.
+func TestTrainNeutralCLI(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.safetensors")
+	n := filepath.Join(dir, "n.safetensors")
+	writeActs(t, a, testMeta("truth", "tox"), 40, 40, 1)
+	writeActs(t, n, testMeta("neutral"), 30, 20, 2)
+	out := filepath.Join(dir, "o.gguf")
+	logPath := filepath.Join(dir, "log.json")
+	stdout, stderr, err := runCLI(t, "train", "--acts", a, "--neutral-acts", n, "--out", out, "--epochs", "2", "--log", logPath, "--quiet")
+	if err != nil {
+		t.Fatalf("train: %v\n%s", err, stderr)
+	}
+	if strings.Count(stdout, "on neutral rows") != 2 {
+		t.Errorf("output: %q", stdout)
+	}
+	f, err := steer.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, _ := fileSHA256(n)
+	if f.Training["n_neutral"] != "50" || f.Training["lambda_neutral"] != "0.9" || f.Training["neutral.0.file"] != "n.safetensors" || f.Training["neutral.0.sha256"] != sum || f.Training["loss.neutral"] == "" {
+		t.Errorf("training metadata: %v", f.Training)
+	}
+	var lg steer.TrainLog
+	if data, err := os.ReadFile(logPath); err != nil || json.Unmarshal(data, &lg) != nil || lg.NNeutral != 50 || lg.Eval[0].GateNeutral <= 0 {
+		t.Errorf("log: %v %+v", err, lg)
+	}
+	if _, stderr, err := runCLI(t, "train", "--acts", a, "--neutral-acts", n, "--lambda-neutral", "0.1", "--out", out, "--epochs", "1", "--quiet"); err != nil {
+		t.Fatalf("--lambda-neutral: %v\n%s", err, stderr)
+	}
+	if f, _ := steer.ReadFile(out); f == nil || f.Training["lambda_neutral"] != "0.1" {
+		t.Errorf("--lambda-neutral 0.1 not recorded")
+	}
+
+	other := testMeta("neutral")
+	other.Layer = 4
+	n4 := filepath.Join(dir, "n4.safetensors")
+	writeActs(t, n4, other, 5, 5, 3)
+	out2 := filepath.Join(dir, "o2.gguf")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--acts", a, "--out", out2, "--lambda-neutral", "0.5"}, "--lambda-neutral needs --neutral-acts"},
+		{[]string{"--acts", a, "--out", out2, "--neutral-acts", n, "--lambda-neutral", "-1"}, "--lambda-neutral -1: out of range"},
+		{[]string{"--acts", a, "--out", out2, "--neutral-acts", n, "--method", "mean-diff"}, "needs --method mat-steer or all-tokens, not mean-diff"},
+		{[]string{"--acts", a, "--out", out2, "--neutral-acts", n4}, "--neutral-acts: activation files disagree"},
+		{[]string{"--acts", a, "--out", n, "--neutral-acts", n}, "same file as the input --neutral-acts"},
+		{[]string{"--acts", a, "--out", out2, "--neutral-acts", filepath.Join(dir, "missing.safetensors")}, "missing.safetensors"},
+	} {
+		_, _, err := runCLI(t, append([]string{"train", "--quiet", "--epochs", "1"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: want error containing %q, got %v", c.args, c.want, err)
+		}
+	}
+	if _, err := os.Stat(out2); !os.IsNotExist(err) {
+		t.Error("a refused run left an output file")
+	}
 }
