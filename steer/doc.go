@@ -82,4 +82,14 @@
 // gate open (g = 1) on the attention-sink first-token rows, whose
 // standardised coordinates are huge. [ThetaScaleData] (θ trained in units of
 // the RMS coordinate) is an option that measured no better.
+//
+// # Beyond the paper: neutral rows and warm starts
+//
+// Two training options are not in the paper. [TrainConfig.Neutral] with
+// LambdaNeutral > 0 adds a sparsity penalty on every gate over rows of
+// ordinary text, so that gates stay shut where nothing needs steering (the
+// paper's losses only see each attribute's positives and negatives).
+// [TrainConfig.Init] continues training from an existing steering file
+// (a feedback loop: refine it with new examples, add attributes); zero
+// epochs return the file's values exactly. See [Train].
 package steer
