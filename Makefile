@@ -65,6 +65,7 @@ fuzz: llama
 	$(GO) test -run '^$$' -fuzz='^FuzzParseTruthfulQACSV$$' -fuzztime=$(FUZZTIME) ./datasets/
 	$(GO) test -run '^$$' -fuzz='^FuzzParseToxiGenAnnotated$$' -fuzztime=$(FUZZTIME) ./datasets/
 	$(GO) test -run '^$$' -fuzz='^FuzzParseToxiGenPrompts$$' -fuzztime=$(FUZZTIME) ./datasets/
+	$(GO) test -run '^$$' -fuzz='^FuzzPairItems$$' -fuzztime=$(FUZZTIME) ./datasets/
 	$(GO) test -run '^$$' -fuzz='^FuzzStream$$' -fuzztime=$(FUZZTIME) ./internal/textstream/
 	$(GO) test -run '^$$' -fuzz='^FuzzRequestParsing$$' -fuzztime=$(FUZZTIME) ./server/
 

@@ -1,6 +1,7 @@
 package datasets
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -116,4 +117,54 @@ func TestLoadPairsSplitFollowsExtract(t *testing.T) {
 			t.Errorf("dev pair %s was extracted for training", it.Prompt)
 		}
 	}
+}
+
+// FuzzPairItems parses generic JSONL and pairs it: an accepted item has a
+// unique ID, its attribute, at least one desired and one undesired
+// response, distinct response texts, and its examples pass CheckExamples;
+// a refusal names the input.
+func FuzzPairItems(f *testing.F) {
+	f.Add([]byte(`{"attribute": "a", "label": 1, "prompt": "P", "response": " x"}` + "\n" + `{"attribute": "a", "label": 0, "prompt": "P", "response": " y"}`))
+	f.Add([]byte(`{"attribute": "a", "label": 1, "prompt": "P", "response": " x"}` + "\n" + `{"attribute": "a", "label": 0, "prompt": "P", "response": " x"}`))
+	f.Add([]byte(`{"attribute": "a", "label": 1, "text": "P x"}` + "\n" + `{"attribute": "a", "label": 0, "prompt": "P", "response": " y"}`))
+	f.Add([]byte(`{"attribute": "a", "label": 1, "prompt": "", "response": " x"}` + "\n" + `{"attribute": "b", "label": 0, "prompt": "", "response": " y", "id": 3}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ex, err := parseJSONL(bytes.NewReader(data), "fuzz.jsonl")
+		if err != nil {
+			return
+		}
+		items, _, err := PairItems(ex)
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz.jsonl") && !strings.Contains(err.Error(), "no prompt has both") {
+				t.Fatalf("error does not name the input: %v", err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, it := range items {
+			if it.Task != TaskPairs || seen[it.ID] || it.Meta["attribute"] == "" {
+				t.Fatalf("bad item %+v", it)
+			}
+			seen[it.ID] = true
+			texts := map[string]bool{}
+			var pos, neg int
+			for _, c := range it.Choices {
+				if texts[c.Text] || c.Text == "" {
+					t.Fatalf("item %s: repeated or empty response %q", it.ID, c.Text)
+				}
+				texts[c.Text] = true
+				if c.Correct {
+					pos++
+				} else {
+					neg++
+				}
+			}
+			if pos == 0 || neg == 0 {
+				t.Fatalf("item %s: %d desired, %d undesired", it.ID, pos, neg)
+			}
+		}
+		if err := CheckExamples(Examples(items, "")); err != nil {
+			t.Fatalf("examples of pair items: %v", err)
+		}
+	})
 }
