@@ -160,16 +160,16 @@ func fmtDifference(d Difference, ok bool) string {
 	if !ok {
 		return "-"
 	}
-	return fmt.Sprintf("%+.4f [%+.4f, %+.4f] p=%s", d.Diff, d.CI.Lo, d.CI.Hi, FormatP(d.P))
+	return fmt.Sprintf("%+.4f [%+.4f, %+.4f] %s", d.Diff, d.CI.Lo, d.CI.Hi, FormatP(d.P))
 }
 
-// FormatP shows a p-value with two significant digits (p < 0.001 as
-// "<0.001").
+// FormatP shows a p-value as "p=0.012" (two significant digits), or
+// "p<0.001".
 func FormatP(p float64) string {
 	if p < 0.001 {
-		return "<0.001"
+		return "p<0.001"
 	}
-	return strconv.FormatFloat(p, 'g', 2, 64)
+	return "p=" + strconv.FormatFloat(p, 'g', 2, 64)
 }
 
 // WriteText writes the report's tables (method × metrics with intervals,

@@ -544,7 +544,7 @@ func writePairedTests(w io.Writer, test map[string]*eval.Report) {
 			if ds, ok := test[task].Comparison(p.a, p.b); ok {
 				if d, ok := ds[primary[task]]; ok {
 					found = true
-					cell = fmt.Sprintf("%+.3f [%+.3f, %+.3f], p=%s", d.Diff, d.CI.Lo, d.CI.Hi, eval.FormatP(d.P))
+					cell = fmt.Sprintf("%+.3f [%+.3f, %+.3f], %s", d.Diff, d.CI.Lo, d.CI.Hi, eval.FormatP(d.P))
 					if d.P < sigLevel {
 						cell = "**" + cell + "**"
 					}
