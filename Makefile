@@ -4,6 +4,10 @@
 #   make test    build and run every test (fetches the default model once)
 #   make bench   benchmarks (see BENCHMARKS.md)
 #   make eval    the study of RESULTS.md
+#   make install PREFIX=/usr/local
+#                install bin/matsteer, bin/rpc-server, and llama.cpp's
+#                static libraries, headers and pkg-config file, for Go
+#                programs built outside this repository (README.md)
 #
 # Variables: CUDA=1 (GPU build), LLAMA_CPP_DIR=/path (your own llama.cpp
 # checkout), MATSTEER_CACHE=dir (default ~/.cache/matsteer), JOBS=n.
@@ -11,20 +15,24 @@
 SHELL := /bin/bash
 GO ?= go
 CUDA ?= 0
+PREFIX ?= /usr/local
+export CUDA
 export MATSTEER_CACHE ?= $(HOME)/.cache/matsteer
-GOTAGS := $(if $(filter 1,$(CUDA)),-tags cuda,)
+# Link flags come from the llama.cpp build (llama/link_build.go, written by
+# scripts/llama-cpp.sh setup); no build tags select them.
+GOTAGS :=
 BIN := bin/matsteer
 GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null) $(wildcard llama/*.c llama/*.h hooks/*.c hooks/*.h)
 
-.PHONY: all llama build model run test test-short bench eval fuzz vet clean
+.PHONY: all llama build model run test test-short test-outside bench eval fuzz vet install clean
 
 all: build
 
-# llama.cpp: fetched and built into the cache, linked into third_party/.
+# llama.cpp: fetched and built into the cache, linked into third_party/,
+# its link flags written to llama/link_build.go, its rpc-server copied to
+# bin/rpc-server.
 llama:
-	@out=$$(CUDA=$(CUDA) scripts/llama-cpp.sh build) && \
-	  src=$$(cat "$$out/.matsteer-source") && \
-	  ln -sfn "$$src" third_party/llama.cpp && ln -sfn "$$out" third_party/build
+	@scripts/llama-cpp.sh setup
 
 build: llama
 	$(GO) build $(GOTAGS) -o $(BIN) ./cmd/matsteer
@@ -38,6 +46,11 @@ run: build model
 test: build model
 	$(GO) vet $(GOTAGS) ./...
 	$(GO) test $(GOTAGS) -count=1 -timeout 60m ./...
+	scripts/test-outside.sh
+
+# A program in a module of its own, built against `make install`'s output.
+test-outside: build model
+	scripts/test-outside.sh
 
 test-short: llama
 	$(GO) test $(GOTAGS) -short ./...
@@ -72,5 +85,9 @@ fuzz: llama
 vet: llama
 	$(GO) vet $(GOTAGS) ./...
 
+install: build
+	scripts/llama-cpp.sh install "$(PREFIX)"
+	install -D -m 755 $(BIN) "$(PREFIX)/bin/matsteer"
+
 clean:
-	rm -rf bin third_party/llama.cpp third_party/build
+	rm -rf bin third_party/llama.cpp third_party/build llama/link_build.go

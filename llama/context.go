@@ -3,6 +3,7 @@ package llama
 /*
 #include <stdlib.h>
 #include "shim.h"
+#include "rpc.h"
 */
 import "C"
 
@@ -121,7 +122,7 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 	cp.abort_callback = C.ggml_abort_callback(C.matsteer_abort_cb)
 	cp.abort_callback_data = unsafe.Pointer(flag)
 	takeLogErrors()
-	c := C.llama_init_from_model(m.c, cp)
+	c := C.matsteer_init_from_model(m.c, cp)
 	if c == nil {
 		C.free(unsafe.Pointer(flag))
 		msg := takeLogErrors()

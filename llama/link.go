@@ -1,14 +1,25 @@
 package llama
 
-// Linking against the static llama.cpp build. `make` creates
-// third_party/llama.cpp (the source) and third_party/build (the CMake build
-// directory) as links into the cache; see third_party/README.md.
+// How this package finds llama.cpp.
+//
+// Inside this repository, `make` (scripts/llama-cpp.sh setup) builds the
+// pinned llama.cpp into the cache, links third_party/llama.cpp (the source,
+// for the headers below) and third_party/build to it, and writes
+// link_build.go: the #cgo LDFLAGS of that build, read from llama.cpp's own
+// installed CMake package, so every backend the build has (CPU, RPC, Vulkan,
+// CUDA, Metal) links with the system libraries it needs and no Go file is
+// edited by hand. link_build.go is generated, never committed.
+//
+// Outside this repository (a module that requires
+// github.com/matsteer/matsteer), there is no third_party/ and no
+// link_build.go: `make install PREFIX=...` installs the static build and
+// either
+//   - set CGO_CFLAGS and CGO_LDFLAGS as it prints (PREFIX/lib/matsteer/cgo.env), or
+//   - build with -tags matsteer_pkgconfig and PKG_CONFIG_PATH=PREFIX/lib/pkgconfig
+//     (link_pkgconfig.go).
+// See README.md, "Use from another module".
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../third_party/llama.cpp/include -I${SRCDIR}/../third_party/llama.cpp/ggml/include -O2
-#cgo LDFLAGS: -L${SRCDIR}/../third_party/build/src -L${SRCDIR}/../third_party/build/ggml/src
-#cgo !cuda LDFLAGS: -lllama -lggml -lggml-cpu -lggml-base -lstdc++ -lm -lpthread
-#cgo cuda LDFLAGS: -L${SRCDIR}/../third_party/build/ggml/src/ggml-cuda -L/usr/local/cuda/lib64 -L/usr/local/cuda/lib64/stubs
-#cgo cuda LDFLAGS: -lllama -lggml -lggml-cpu -lggml-cuda -lggml-base -lcudart -lcublas -lcublasLt -lcuda -lstdc++ -lm -lpthread
 */
 import "C"

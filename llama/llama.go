@@ -18,6 +18,7 @@ package llama
 /*
 #include <stdlib.h>
 #include "shim.h"
+#include "rpc.h"
 #include "ggml-backend.h"
 */
 import "C"
@@ -58,6 +59,7 @@ func initBackend() {
 			logState.echo = true
 		}
 		C.matsteer_log_install(C.int(level))
+		C.matsteer_abort_install()
 		C.llama_backend_init()
 		C.ggml_backend_load_all()
 	})

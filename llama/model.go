@@ -3,6 +3,7 @@ package llama
 /*
 #include <stdlib.h>
 #include "llama.h"
+#include "rpc.h"
 */
 import "C"
 
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -18,9 +20,15 @@ import (
 
 // ModelParams control how a model is loaded.
 type ModelParams struct {
-	// GPULayers is the number of layers offloaded to the GPU (-1: all).
-	// It has no effect in a CPU-only build.
+	// GPULayers is the number of layers offloaded to the GPUs and RPC
+	// servers (-1: all), counted from the last layer down, as llama.cpp
+	// does. It has no effect without a GPU or RPC server.
 	GPULayers int
+	// RPC lists llama.cpp rpc-server endpoints (HOST:PORT, see
+	// ParseRPCServers) that hold offloaded layers, split between them (and
+	// any local GPU) in proportion to the memory they report. Each is
+	// checked with CheckRPCServer before loading.
+	RPC []string
 	// NoMmap reads the file into memory instead of mapping it.
 	NoMmap bool
 	// VocabOnly loads only the vocabulary (tokenizing without weights).
@@ -36,6 +44,9 @@ type Model struct {
 
 	eogOnce sync.Once
 	eog     []Token
+
+	rpc       []string
+	placement Placement
 }
 
 // ErrNotGGUF is returned (wrapped) for files that are not GGUF models.
@@ -55,16 +66,58 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	mp.vocab_only = C.bool(p.VocabOnly)
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	takeLogErrors()
-	m := C.llama_model_load_from_file(cpath, mp)
-	if m == nil {
-		msg := takeLogErrors()
-		if msg == "" {
-			msg = "llama.cpp could not load it"
+	var m *C.struct_llama_model
+	rpc, place, err := withDevices(p, &mp, func() error {
+		m = C.matsteer_model_load(cpath, mp)
+		if m == nil {
+			return errors.New("llama.cpp could not load it")
 		}
-		return nil, fmt.Errorf("load model %s: %s", path, msg)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", path, err)
 	}
-	return newModel(m, path), nil
+	model := newModel(m, path)
+	model.rpc, model.placement = rpc, place(model.NLayer())
+	return model, nil
+}
+
+// withDevices runs load (which calls llama.cpp to load a model with mp)
+// with the devices p asks for: RPC servers are checked and counted as in
+// use, and the layer placement llama.cpp logs is captured. On error
+// llama.cpp's logged errors are attached.
+func withDevices(p ModelParams, mp *C.struct_llama_model_params, load func() error) ([]string, func(int) Placement, error) {
+	var rpc []string
+	if len(p.RPC) > 0 {
+		var err error
+		if rpc, err = ParseRPCServers(strings.Join(p.RPC, ",")); err != nil {
+			return nil, nil, err
+		}
+		if err := rpcAcquire(rpc); err != nil {
+			return nil, nil, err
+		}
+	}
+	finish := capturePlacement()
+	devs, labels, err := deviceList(rpc)
+	if err != nil {
+		finish(-1, nil)
+		rpcRelease(rpc)
+		return nil, nil, err
+	}
+	if devs != nil {
+		defer C.free(unsafe.Pointer(devs))
+		mp.devices = devs
+	}
+	takeLogErrors()
+	if err := load(); err != nil {
+		finish(-1, nil)
+		rpcRelease(rpc)
+		if msg := takeLogErrors(); msg != "" {
+			return nil, nil, errors.New(msg)
+		}
+		return nil, nil, err
+	}
+	return rpc, func(nLayer int) Placement { return finish(nLayer, labels) }, nil
 }
 
 func newModel(m *C.struct_llama_model, path string) *Model {
@@ -102,7 +155,16 @@ func (m *Model) Close() {
 	C.llama_model_free(m.c)
 	m.c = nil
 	m.vocab = nil
+	rpcRelease(m.rpc)
+	m.rpc = nil
 }
+
+// RPCServers lists the RPC servers the model's offloaded layers may use.
+func (m *Model) RPCServers() []string { return append([]string(nil), m.rpc...) }
+
+// Placement says which device holds each layer, as llama.cpp assigned them
+// when the model was loaded.
+func (m *Model) Placement() Placement { return m.placement }
 
 // Path is the file the model was loaded from ("" for in-memory models).
 func (m *Model) Path() string { return m.path }

@@ -3,6 +3,7 @@ package llama
 /*
 #include <stdlib.h>
 #include "randmodel.h"
+#include "rpc.h"
 */
 import "C"
 
@@ -55,12 +56,20 @@ func NewRandomModel(cfg RandomModelConfig, p ModelParams) (*Model, error) {
 	}
 	mp := C.llama_model_default_params()
 	mp.n_gpu_layers = C.int32_t(p.GPULayers)
-	takeLogErrors()
-	m := C.matsteer_rand_model(&c, mp)
-	if m == nil {
-		return nil, fmt.Errorf("random model: %s", takeLogErrors())
+	var m *C.struct_llama_model
+	rpc, place, err := withDevices(p, &mp, func() error {
+		m = C.matsteer_rand_model_load(&c, mp)
+		if m == nil {
+			return errors.New("llama.cpp could not build it")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("random model: %w", err)
 	}
-	return newModel(m, ""), nil
+	model := newModel(m, "")
+	model.rpc, model.placement = rpc, place(model.NLayer())
+	return model, nil
 }
 
 // SaveToFile writes the model as a GGUF file (atomically: a temporary file

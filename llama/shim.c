@@ -1,12 +1,23 @@
 #include "shim.h"
+#include "rpc.h"
 #include <string.h>
 
 extern void matsteerGoLog(int level, char * text);
+extern void matsteerGoPlacement(char * text);
 
 static int matsteer_min_level = GGML_LOG_LEVEL_ERROR;
+static int matsteer_placement = 0;
+
+void matsteer_capture_placement(int on) {
+    __atomic_store_n(&matsteer_placement, on, __ATOMIC_RELAXED);
+}
 
 static void matsteer_log_cb(enum ggml_log_level level, const char * text, void * ud) {
     (void) ud;
+    if (level == GGML_LOG_LEVEL_DEBUG && __atomic_load_n(&matsteer_placement, __ATOMIC_RELAXED) &&
+        strncmp(text, "load_tensors: layer", 19) == 0) {
+        matsteerGoPlacement((char *) text);
+    }
     // CONT lines continue the previous message; keep them at its level.
     if (level != GGML_LOG_LEVEL_CONT && (int) level < matsteer_min_level) {
         return;

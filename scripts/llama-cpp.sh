@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
-# llama-cpp.sh: fetch the pinned llama.cpp source and build it as static
-# libraries, caching both outside the clone.
+# llama-cpp.sh: fetch the pinned llama.cpp source, build it as static
+# libraries and install them, caching all of it outside the clone; derive
+# the link flags from the build.
 #
 #   scripts/llama-cpp.sh source   print the source directory (fetch if needed)
 #   scripts/llama-cpp.sh build [TARGET...]
 #                                 build and print the build directory; extra
 #                                 CMake targets (e.g. llama-server, for
 #                                 `make bench`) are built on demand
+#   scripts/llama-cpp.sh setup    build, then point this checkout at it:
+#                                 third_party/ links, llama/link_build.go (the
+#                                 cgo link flags of this build) and
+#                                 bin/rpc-server (what `make` runs)
+#   scripts/llama-cpp.sh install PREFIX
+#                                 install the static libraries, headers,
+#                                 CMake package, pkg-config file
+#                                 (PREFIX/lib/pkgconfig/matsteer-llama.pc),
+#                                 PREFIX/lib/matsteer/cgo.env and
+#                                 PREFIX/bin/rpc-server (`make install`)
+#
+# Every build is installed into BUILD/install, and the link flags are read
+# from a throw-away CMake project that links llama.cpp's installed CMake
+# package (find_package(llama)): whatever backends the build has (CPU, RPC,
+# Vulkan, CUDA, Metal) and the system libraries they need come from
+# llama.cpp's own package files, never from a list kept here.
 #
 # Environment:
 #   MATSTEER_CACHE  cache root (default ~/.cache/matsteer)
@@ -73,7 +90,7 @@ cmake_flags() {
   local f=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_OPENSSL=OFF
-    -DLLAMA_CURL=OFF -DGGML_OPENMP=OFF)
+    -DLLAMA_CURL=OFF -DGGML_OPENMP=OFF -DGGML_RPC=ON)
   # GGML_OPENMP=OFF: ggml's own threadpool, which the binding keeps alive per
   # context (llama_attach_threadpool), as llama-bench does. With OpenMP, the
   # Go runtime's threads and libgomp's spinning workers fought over the cores
@@ -82,23 +99,32 @@ cmake_flags() {
   printf '%s\n' "${f[@]}"
 }
 
+# build_targets are built by every build: the libraries, llama.cpp's
+# reference programs the tests compare against, and the RPC server.
+build_targets=(llama ggml llama-completion llama-bench ggml-rpc-server)
+
 build() {
   local src; src=$(fetch_source)
   command -v cmake >/dev/null || die "cmake is required to build llama.cpp"
   local flags; flags=$(cmake_flags)
   local key; key="$(source_id "$src")-$(printf '%s' "$flags" | sha256sum | cut -c1-12)"
   local out="$CACHE/build/$key"
-  if [ -f "$out/.matsteer-complete" ]; then build_extra "$out" llama-completion llama-bench "$@"; echo "$out"; return; fi
+  if [ -f "$out/.matsteer-complete" ]; then
+    build_extra "$out" "${build_targets[@]}" "$@"
+    ensure_install "$out"
+    echo "$out"; return
+  fi
   mkdir -p "$out"
   log "building llama.cpp into $out (a few minutes on 2 cores; cached afterwards)"
   # shellcheck disable=SC2086
   cmake -S "$src" -B "$out" -G "Unix Makefiles" $flags >"$out/configure.log" 2>&1 \
     || { tail -30 "$out/configure.log" >&2; die "cmake configure failed (log: $out/configure.log)"; }
-  cmake --build "$out" -j "$JOBS" --target llama ggml llama-completion llama-bench >"$out/build.log" 2>&1 \
+  cmake --build "$out" -j "$JOBS" --target "${build_targets[@]}" >"$out/build.log" 2>&1 \
     || { tail -30 "$out/build.log" >&2; die "llama.cpp build failed (log: $out/build.log)"; }
   echo "$src" >"$out/.matsteer-source"
   touch "$out/.matsteer-complete"
   build_extra "$out" "$@"
+  ensure_install "$out"
   echo "$out"
 }
 
@@ -107,6 +133,7 @@ build_extra() {
   local out="$1"; shift
   local t
   for t in "$@"; do
+    case "$t" in llama|ggml) continue ;; esac
     [ -x "$out/bin/$t" ] && continue
     log "building $t (once; cached afterwards)"
     cmake --build "$out" -j "$JOBS" --target "$t" >>"$out/build.log" 2>&1 \
@@ -114,8 +141,154 @@ build_extra() {
   done
 }
 
+# install_tree BUILD PREFIX: installs the libraries, headers and CMake
+# package files of BUILD into PREFIX with llama.cpp's own install rules. Only
+# the top directory's rules (llama, its headers and package files) and
+# ggml's run: the tools' rules would want programs this build skips.
+install_tree() {
+  local out="$1" prefix="$2"
+  mkdir -p "$prefix" || die "cannot create $prefix"
+  {
+    cmake -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_INSTALL_LOCAL_ONLY=ON -P "$out/cmake_install.cmake" &&
+      cmake -DCMAKE_INSTALL_PREFIX="$prefix" -P "$out/ggml/cmake_install.cmake"
+  } >"$out/install.log" 2>&1 || { tail -20 "$out/install.log" >&2; die "installing llama.cpp into $prefix failed (log: $out/install.log)"; }
+}
+
+# link_flags PREFIX: prints the flags that link a C program against the
+# llama.cpp installed in PREFIX, one per line, read from the link command
+# CMake generates for a program that links llama.cpp's CMake package. The C++
+# runtime (which CMake's C++ link adds implicitly, but cgo's C link does not)
+# is appended.
+link_flags() {
+  local prefix="$1" tmp; tmp=$(mktemp -d)
+  mkdir -p "$tmp/src"
+  echo 'int main(void) { return 0; }' >"$tmp/src/probe.c"
+  cat >"$tmp/src/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.14)
+project(matsteer_link_probe C CXX)
+find_package(llama REQUIRED)
+add_executable(probe probe.c)
+target_link_libraries(probe PRIVATE llama)
+set(extra "")
+foreach(lib IN LISTS CMAKE_CXX_IMPLICIT_LINK_LIBRARIES)
+  if(NOT lib IN_LIST CMAKE_C_IMPLICIT_LINK_LIBRARIES AND NOT lib IN_LIST extra)
+    list(APPEND extra "${lib}")
+  endif()
+endforeach()
+file(WRITE "${CMAKE_BINARY_DIR}/cxx-runtime.txt" "${extra}")
+EOF
+  if ! cmake -S "$tmp/src" -B "$tmp/b" -G "Unix Makefiles" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >"$tmp/log" 2>&1; then
+    tail -20 "$tmp/log" >&2; rm -rf "$tmp"; die "cannot derive link flags: CMake cannot use the llama.cpp package in $prefix"
+  fi
+  local line; line=$(cat "$tmp/b/CMakeFiles/probe.dir/link.txt")
+  local rt; rt=$(cat "$tmp/b/cxx-runtime.txt")
+  rm -rf "$tmp"
+  # Everything after "-o probe" is what the program links.
+  local tok after=0
+  for tok in $line; do
+    if [ "$after" = 1 ]; then echo "$tok"; fi
+    if [ "$after" = 0 ] && [ "$tok" = "probe" ] && [ "${prev:-}" = "-o" ]; then after=1; fi
+    local prev="$tok"
+  done
+  [ "$after" = 1 ] || die "cannot derive link flags: unexpected link command: $line"
+  local lib
+  for lib in ${rt//;/ }; do
+    case "$lib" in /*|-*) echo "$lib" ;; *) echo "-l$lib" ;; esac
+  done
+}
+
+# write_link_files PREFIX: writes PREFIX/lib/pkgconfig/matsteer-llama.pc and
+# PREFIX/lib/matsteer/{ldflags,cgo.env} from link_flags.
+write_link_files() {
+  local prefix="$1"
+  local flags; flags=$(link_flags "$prefix" | tr '\n' ' ' | sed 's/ *$//')
+  case "$flags" in *'"'*|*"'"*|*'$'*|*\\*|*'|'*) die "link flags with quotes, \$ or backslashes are not supported: $flags" ;; esac
+  mkdir -p "$prefix/lib/pkgconfig" "$prefix/lib/matsteer"
+  local version; version=$(sed -n 's/^Version: *//p' "$prefix/lib/pkgconfig/llama.pc" 2>/dev/null || true)
+  local pc="$prefix/lib/pkgconfig/matsteer-llama.pc"
+  {
+    echo "prefix=$prefix"
+    echo 'libdir=${prefix}/lib'
+    echo 'includedir=${prefix}/include'
+    echo
+    echo "Name: matsteer-llama"
+    echo "Description: llama.cpp (static libraries and every backend of this build), as matsteer links it"
+    echo "Version: ${version:-0}"
+    echo 'Cflags: -I${includedir}'
+    echo "Libs: $(printf '%s' "$flags" | sed "s|$prefix/|\${prefix}/|g")"
+  } >"$pc.tmp" && mv "$pc.tmp" "$pc"
+  echo "$flags" >"$prefix/lib/matsteer/ldflags"
+  {
+    echo "# Environment for \`go build\` of a program that imports github.com/matsteer/matsteer"
+    echo "# outside its repository: source this file (or use pkg-config with -tags matsteer_pkgconfig)."
+    echo "export CGO_CFLAGS='-I$prefix/include'"
+    echo "export CGO_LDFLAGS='$flags'"
+  } >"$prefix/lib/matsteer/cgo.env"
+}
+
+# ensure_install BUILD: installs BUILD into BUILD/install with its link
+# files (once; builds cached before this step get it on their next use).
+ensure_install() {
+  local out="$1"
+  [ -f "$out/install/.matsteer-complete" ] && return
+  rm -rf "$out/install"
+  install_tree "$out" "$out/install"
+  write_link_files "$out/install"
+  touch "$out/install/.matsteer-complete"
+}
+
+# setup: build, then point this checkout at the build. Each file is
+# replaced atomically, so concurrent `go build`s see the old build or the new
+# one, never a mix of links.
+setup() {
+  local out; out=$(build "$@")
+  local src; src=$(cat "$out/.matsteer-source")
+  local root; root=$(cd "$(dirname "$0")/.." && pwd)
+  local gen="$root/llama/link_build.go"
+  {
+    echo "// Code generated by scripts/llama-cpp.sh from the llama.cpp build in"
+    echo "// $out; DO NOT EDIT."
+    echo
+    echo "//go:build !matsteer_pkgconfig"
+    echo
+    echo "package llama"
+    echo
+    echo "// #cgo LDFLAGS: $(cat "$out/install/lib/matsteer/ldflags")"
+    echo 'import "C"'
+  } >"$gen.tmp"
+  ln -sfn "$src" "$root/third_party/llama.cpp.tmp" && mv -T "$root/third_party/llama.cpp.tmp" "$root/third_party/llama.cpp"
+  ln -sfn "$out" "$root/third_party/build.tmp" && mv -T "$root/third_party/build.tmp" "$root/third_party/build"
+  if cmp -s "$gen.tmp" "$gen"; then rm -f "$gen.tmp"; else mv "$gen.tmp" "$gen"; fi
+  mkdir -p "$root/bin"
+  if ! cmp -s "$out/bin/ggml-rpc-server" "$root/bin/rpc-server"; then
+    cp "$out/bin/ggml-rpc-server" "$root/bin/.rpc-server.tmp" && mv "$root/bin/.rpc-server.tmp" "$root/bin/rpc-server"
+  fi
+}
+
+# install_to PREFIX: `make install`.
+install_to() {
+  local prefix="${1:-}"
+  [ -n "$prefix" ] || die "usage: $0 install PREFIX"
+  case "$prefix" in /*) ;; *) prefix="$(pwd)/$prefix" ;; esac
+  local out; out=$(build)
+  install_tree "$out" "$prefix"
+  write_link_files "$prefix"
+  mkdir -p "$prefix/bin"
+  cp "$out/bin/ggml-rpc-server" "$prefix/bin/rpc-server"
+  cat >&2 <<EOF
+llama-cpp.sh: installed llama.cpp ($out) into $prefix
+To build a Go program that imports github.com/matsteer/matsteer outside this repository:
+  export CGO_CFLAGS='-I$prefix/include'
+  export CGO_LDFLAGS='$(cat "$prefix/lib/matsteer/ldflags")'
+(also in $prefix/lib/matsteer/cgo.env), or with pkg-config:
+  PKG_CONFIG_PATH=$prefix/lib/pkgconfig go build -tags matsteer_pkgconfig ...
+EOF
+}
+
 case "${1:-}" in
   source) fetch_source ;;
   build) shift; build "$@" ;;
-  *) echo "usage: $0 source|build" >&2; exit 2 ;;
+  setup) shift; setup "$@" ;;
+  install) shift; install_to "$@" ;;
+  *) echo "usage: $0 source|build|setup|install PREFIX" >&2; exit 2 ;;
 esac

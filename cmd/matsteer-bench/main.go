@@ -42,6 +42,8 @@ type config struct {
 	llamaBench string
 	only       string
 	writeSteer string
+	rpc        []string // RPC servers (-rpc); with -ngl, where layers go
+	ngl        int
 }
 
 func main() {
@@ -55,6 +57,8 @@ func main() {
 	flag.IntVar(&cfg.layer, "layer", 14, "layer of the no-op hook")
 	flag.StringVar(&cfg.llamaBench, "llama-bench", "third_party/build/bin/llama-bench", "llama.cpp's llama-bench binary")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated groups to run: binding,hooks,extract,steer (default all)")
+	rpcList := flag.String("rpc", "", "offload layers to llama.cpp rpc-servers at HOST:PORT[,HOST:PORT...] (also passed to llama-bench; empty: local only)")
+	flag.IntVar(&cfg.ngl, "ngl", 0, "layers offloaded to the GPU or -rpc servers (-1: all; default all with -rpc)")
 	printModel := flag.Bool("print-model", false, "only print the path of the model it would use and exit")
 	flag.StringVar(&cfg.writeSteer, "write-steer", "", "only write the benchmark's steering file (3 gated attributes at -layer) to this path and exit (empty: off)")
 	flag.Parse()
@@ -85,6 +89,23 @@ func main() {
 			fmt.Fprintln(os.Stderr, "matsteer-bench:", err)
 			os.Exit(2)
 		}
+	}
+	if *rpcList != "" {
+		servers, err := llama.ParseRPCServers(*rpcList)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "matsteer-bench: -rpc:", err)
+			os.Exit(2)
+		}
+		cfg.rpc = servers
+		ngl := false
+		flag.Visit(func(f *flag.Flag) { ngl = ngl || f.Name == "ngl" })
+		if !ngl {
+			cfg.ngl = -1
+		}
+	}
+	if cfg.ngl < -1 {
+		fmt.Fprintln(os.Stderr, "matsteer-bench: -ngl must be -1 (all) or more")
+		os.Exit(2)
 	}
 	if cfg.threads < 1 || cfg.reps < 1 || cfg.nPrompt < 1 || cfg.nGen < 1 || cfg.layer < 0 {
 		fmt.Fprintln(os.Stderr, "matsteer-bench: -threads, -reps, -p and -n must be at least 1, -layer at least 0")
@@ -123,11 +144,14 @@ func run(cfg config) error {
 		}
 		cfg.model = p
 	}
-	m, err := llama.LoadModel(cfg.model, llama.ModelParams{})
+	m, err := llama.LoadModel(cfg.model, llama.ModelParams{GPULayers: cfg.ngl, RPC: cfg.rpc})
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	if len(cfg.rpc) > 0 {
+		fmt.Fprintf(os.Stderr, "rpc: %s\n", m.Placement())
+	}
 	if cfg.layer >= m.NLayer() {
 		return fmt.Errorf("-layer %d: the model has layers 0..%d", cfg.layer, m.NLayer()-1)
 	}
@@ -145,7 +169,11 @@ func run(cfg config) error {
 		return b.benchSteerFile().WriteFile(cfg.writeSteer)
 	}
 	fmt.Printf("model %s (%s), %d threads, median of %d runs\n", cfg.model, m.Desc(), cfg.threads, cfg.reps)
-	if cfg.wants("binding") {
+	// rpc-server serves one client at a time, and this process holds the
+	// connections: llama-bench would wait for them forever.
+	if len(cfg.rpc) > 0 && cfg.wants("binding") {
+		fmt.Fprintln(os.Stderr, "matsteer-bench: -rpc: the binding group (llama-bench side by side) is skipped: rpc-server serves one client at a time")
+	} else if cfg.wants("binding") {
 		if err := b.bindingVsLlamaBench(); err != nil {
 			return err
 		}
@@ -260,8 +288,12 @@ type llamaBenchResult struct {
 // llamaBench runs llama.cpp's llama-bench once (one repetition) and returns
 // its pp and tg speeds (tok/s).
 func (b *bench) llamaBench(threads int) (pp, tg float64, err error) {
+	ngl := b.cfg.ngl
+	if ngl < 0 {
+		ngl = 999
+	}
 	out, err := exec.Command(b.cfg.llamaBench, "-m", b.cfg.model, "-p", fmt.Sprint(b.cfg.nPrompt), "-n", fmt.Sprint(b.cfg.nGen),
-		"-t", fmt.Sprint(threads), "-r", "1", "-o", "json").Output()
+		"-t", fmt.Sprint(threads), "-r", "1", "-o", "json", "-ngl", fmt.Sprint(ngl)).Output()
 	if err != nil {
 		return 0, 0, fmt.Errorf("llama-bench (%s): %w; build it with `make build`", b.cfg.llamaBench, err)
 	}

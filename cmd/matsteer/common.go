@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -15,7 +16,8 @@ import (
 func modelFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model file at `PATH` (default: the cached default model, see: matsteer model pull)"},
-		intIn(&cli.IntFlag{Name: "gpu-layers", Aliases: []string{"ngl"}, Value: 0, Usage: "layers to offload to the GPU (-1: all; needs a CUDA build)"}, -1, maxLayers),
+		intIn(&cli.IntFlag{Name: "gpu-layers", Aliases: []string{"ngl"}, Value: 0, Usage: "layers to offload to the GPU or RPC servers, from the last layer down (-1: all; default all with --rpc, else 0; needs a GPU build or --rpc)"}, -1, maxLayers),
+		rpcFlag(),
 		intIn(&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Value: defaultThreads(), Usage: "CPU threads"}, 1, maxThreads),
 		&cli.IntFlag{Name: "ctx", Value: defaultCtx, Action: func(_ *cli.Context, v int) error { return checkCtx(v, 0) },
 			Usage: fmt.Sprintf("context length in tokens: a multiple of %d up to the model's training context (default %d, or the training context when smaller)", ctxStep, defaultCtx)},
@@ -58,12 +60,16 @@ func loadModel(c *cli.Context) (*llama.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := c.Int("gpu-layers"); n != 0 && !llama.SupportsGPUOffload() {
-		return nil, fmt.Errorf("--gpu-layers %d: this build has no GPU support; rebuild with `make CUDA=1`", n)
-	}
-	m, err := llama.LoadModel(path, llama.ModelParams{GPULayers: c.Int("gpu-layers")})
+	mp, err := modelParams(c)
 	if err != nil {
 		return nil, err
+	}
+	m, err := llama.LoadModel(path, mp)
+	if err != nil {
+		return nil, err
+	}
+	if len(mp.RPC) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "rpc: %s\n", m.Placement())
 	}
 	if err := fitCtx(c, m.NCtxTrain()); err != nil {
 		m.Close()
@@ -99,4 +105,45 @@ func warnOversubscribed(c *cli.Context) {
 	if n, cpus := c.Int("threads"), runtime.NumCPU(); n > cpus {
 		fmt.Fprintf(c.App.ErrWriter, "warning: --threads %d is more than the %d CPUs available; expect decoding to be much slower than with --threads %d\n", n, cpus, cpus)
 	}
+}
+
+// rpcFlag is --rpc, checked (syntax, port range, duplicates) when given.
+func rpcFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:  "rpc",
+		Usage: "offload layers to llama.cpp rpc-server processes at `HOST:PORT[,HOST:PORT...]` (see bin/rpc-server; unauthenticated: loopback or a private network only)",
+		Action: func(_ *cli.Context, v string) error {
+			if _, err := llama.ParseRPCServers(v); err != nil {
+				return fmt.Errorf("--rpc: %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+// modelParams builds the model parameters of --gpu-layers and --rpc. With
+// --rpc, --gpu-layers defaults to all layers (as llama.cpp's does) and may
+// not be 0; without it, offloading needs a local GPU.
+func modelParams(c *cli.Context) (llama.ModelParams, error) {
+	ngl := c.Int("gpu-layers")
+	if !c.IsSet("rpc") {
+		if ngl != 0 && !llama.HasLocalGPU() {
+			return llama.ModelParams{}, fmt.Errorf("--gpu-layers %d: no GPU in this build or machine; rebuild with `make CUDA=1`, or offload to RPC servers with --rpc", ngl)
+		}
+		return llama.ModelParams{GPULayers: ngl}, nil
+	}
+	servers, err := llama.ParseRPCServers(c.String("rpc"))
+	if err != nil {
+		return llama.ModelParams{}, fmt.Errorf("--rpc: %w", err)
+	}
+	if !llama.SupportsRPC() {
+		return llama.ModelParams{}, fmt.Errorf("--rpc: %w", llama.ErrRPCUnavailable)
+	}
+	switch {
+	case !c.IsSet("gpu-layers"):
+		ngl = -1
+	case ngl == 0:
+		return llama.ModelParams{}, errors.New("--rpc with --gpu-layers 0 would put no layer on the RPC servers; give the number of layers to offload (-1: all)")
+	}
+	return llama.ModelParams{GPULayers: ngl, RPC: servers}, nil
 }

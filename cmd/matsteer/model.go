@@ -35,7 +35,11 @@ func modelCommand() *cli.Command {
 				Name:      "info",
 				Usage:     "show a GGUF model's architecture, sizes, special tokens and hook sites",
 				ArgsUsage: "[PATH]",
-				Action:    runModelInfo,
+				Flags: []cli.Flag{
+					intIn(&cli.IntFlag{Name: "gpu-layers", Aliases: []string{"ngl"}, Usage: "layers to offload (-1: all; default all with --rpc): shows where they land"}, -1, maxLayers),
+					rpcFlag(),
+				},
+				Action: runModelInfo,
 			},
 		},
 	}
@@ -79,7 +83,11 @@ func runModelInfo(c *cli.Context) error {
 			return err
 		}
 	}
-	m, err := llama.LoadModel(path, llama.ModelParams{})
+	mp, err := modelParams(c)
+	if err != nil {
+		return err
+	}
+	m, err := llama.LoadModel(path, mp)
 	if err != nil {
 		return err
 	}
@@ -107,6 +115,9 @@ func runModelInfo(c *cli.Context) error {
 		tmpl = strings.ReplaceAll(tmpl, "\n", "\\n")
 	}
 	fmt.Fprintf(w, "chat template\t%s\n", tmpl)
+	if len(mp.RPC) > 0 || mp.GPULayers != 0 {
+		fmt.Fprintf(w, "placement\t%s\n", m.Placement())
+	}
 	cat, err := hooks.Probe(m)
 	if err != nil {
 		return err
