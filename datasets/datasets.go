@@ -106,6 +106,27 @@
 // other key is an error, as are empty texts and labels other than 0 and 1.
 // Blank lines are skipped; a UTF-8 BOM is ignored.
 //
+// # Pairs
+//
+// PairItems (LoadPairs for a file) turns generic JSONL examples into
+// multiple-choice items for `matsteer eval --task pairs`: one item per
+// attribute and prompt that has at least one desired (label 1) and one
+// undesired (label 0) response; the choices are those responses (tags
+// "desired", "undesired"). Examples without a response ("text" lines) and
+// prompts with one label only are skipped; a response given both labels
+// for the same prompt is an error. With a split part, LoadPairs first
+// keeps the examples of that part of the JSONL split (by example id, as
+// extract splits them) and pairs what remains.
+//
+// # Upstream data
+//
+// Upstreams lists every file of the evaluation data with its upstream
+// repository, pinned commit (TruthfulQA's is not known: its main branch),
+// size and SHA-256; Pull downloads them into a data directory in the
+// layout of the shared copy (truthfulqa/, bbq/, toxigen/), each file
+// verified and renamed into place. DataDir is $MATSTEER_DATA (a local
+// copy) or the cache's data folder.
+//
 // # Splits
 //
 // Split orders the distinct split keys (Item.Group, or Item.ID when Group is
