@@ -29,8 +29,9 @@
 // # What is here
 //
 //   - Open loads a model (the cached default, or any GGUF path) with
-//     Options for threads, context length, GPU layers and parallel
-//     sequences; Wrap builds a Model on a llama.Model loaded elsewhere.
+//     Options for threads, context length, GPU layers, llama.cpp RPC
+//     servers and parallel sequences; Wrap builds a Model on a llama.Model
+//     loaded elsewhere.
 //   - Model.LoadSteering and ReadSteering read steering files
 //     (`matsteer train` writes them); Steering.Save writes one.
 //   - Model.Generate, Chat, Stream (an iter.Seq2) and GenerateText

@@ -210,11 +210,13 @@ func TestInputsAreChecked(t *testing.T) {
 	a := trainTiny(t, m, "tone", 1)
 	ctx := context.Background()
 	for name, o := range map[string]matsteer.Options{
-		"threads":  {Threads: -1},
-		"ctx":      {NCtx: -5},
-		"parallel": {Parallel: 1000},
-		"gpu":      {GPULayers: -2},
-		"rpc":      {RPC: []string{"127.0.0.1:50052"}},
+		"threads":   {Threads: -1},
+		"ctx":       {NCtx: -5},
+		"parallel":  {Parallel: 1000},
+		"gpu":       {GPULayers: -2},
+		"rpc":       {RPC: []string{"not an endpoint"}},
+		"rpc port":  {RPC: []string{"127.0.0.1:0"}},
+		"rpc twice": {RPC: []string{"127.0.0.1:50052", "127.0.0.1:50052"}},
 	} {
 		if _, err := matsteer.Open(filepath.Join(t.TempDir(), "missing.gguf"), o); err == nil || errors.Is(err, matsteer.ErrModelNotFound) {
 			t.Errorf("Options %s: %v, want an options error before the model is looked for", name, err)

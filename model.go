@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/matsteer/matsteer/engine"
@@ -31,9 +32,9 @@ type Options struct {
 	// NCtx is each generation's context length in tokens, prompt plus
 	// generated text (0: 2048, lowered to the model's training context).
 	NCtx int
-	// GPULayers is the number of layers offloaded to the GPU (-1: all).
-	// It needs a GPU build (make CUDA=1); a CPU-only build refuses a
-	// non-zero value.
+	// GPULayers is the number of layers offloaded to local GPUs and RPC
+	// servers (-1: all). Without RPC servers it needs a GPU build (make
+	// CUDA=1) and a GPU; with them, 0 means all layers.
 	GPULayers int
 	// Parallel is the number of generations decoded together in one batch
 	// (0: engine.DefaultParallel). Further callers wait in a queue.
@@ -44,16 +45,26 @@ type Options struct {
 	Queue int
 	// NoPromptCache turns off the reuse of cached prompt prefixes.
 	NoPromptCache bool
-	// RPC is reserved for llama.cpp RPC servers ("host:port") to offload
-	// layers to. Package llama does not offer RPC yet: a non-empty list is
-	// refused with an error until it does.
+	// RPC lists llama.cpp rpc-server endpoints ("HOST:PORT", as
+	// llama.cpp's --rpc) that hold the offloaded layers, split between
+	// them in proportion to the memory they report (see
+	// llama.ModelParams.RPC). Each is checked before the model loads.
+	// rpc-server is unauthenticated: use it on loopback or a private
+	// network only.
 	RPC []string
 }
 
 // check validates o and fills in the defaults.
 func (o *Options) check() error {
 	if len(o.RPC) > 0 {
-		return fmt.Errorf("Options.RPC: RPC endpoints (%v) are not supported by this build yet", o.RPC)
+		servers, err := llama.ParseRPCServers(strings.Join(o.RPC, ","))
+		if err != nil {
+			return fmt.Errorf("Options.RPC: %w", err)
+		}
+		if !llama.SupportsRPC() {
+			return fmt.Errorf("Options.RPC: %w", llama.ErrRPCUnavailable)
+		}
+		o.RPC = servers
 	}
 	if o.Threads < 0 || o.Threads > MaxThreads {
 		return fmt.Errorf("Options.Threads %d is out of range [0, %d]", o.Threads, MaxThreads)
@@ -70,8 +81,11 @@ func (o *Options) check() error {
 	if o.GPULayers < -1 {
 		return fmt.Errorf("Options.GPULayers %d: want -1 (all), 0 or a layer count", o.GPULayers)
 	}
-	if o.GPULayers != 0 && !llama.SupportsGPUOffload() {
-		return fmt.Errorf("Options.GPULayers %d: this build has no GPU support; rebuild with `make CUDA=1`", o.GPULayers)
+	switch {
+	case len(o.RPC) > 0 && o.GPULayers == 0:
+		o.GPULayers = -1
+	case len(o.RPC) == 0 && o.GPULayers != 0 && !llama.HasLocalGPU():
+		return fmt.Errorf("Options.GPULayers %d: no GPU in this build or machine; rebuild with `make CUDA=1`, or offload to RPC servers (Options.RPC)", o.GPULayers)
 	}
 	if o.Queue > math.MaxInt32 {
 		return fmt.Errorf("Options.Queue %d is too large", o.Queue)
@@ -120,7 +134,7 @@ func Open(path string, opts Options) (*Model, error) {
 		}
 		return nil, fmt.Errorf("matsteer: model %s: %w", path, err)
 	}
-	llm, err := llama.LoadModel(path, llama.ModelParams{GPULayers: opts.GPULayers})
+	llm, err := llama.LoadModel(path, llama.ModelParams{GPULayers: opts.GPULayers, RPC: opts.RPC})
 	if err != nil {
 		return nil, fmt.Errorf("matsteer: %w", err)
 	}
@@ -134,12 +148,13 @@ func Open(path string, opts Options) (*Model, error) {
 
 // Wrap builds a Model on a model loaded with package llama (for instance
 // llama.NewRandomModel in tests). The caller keeps ownership of llm: close
-// it after the Model. Options.GPULayers is ignored (llm is loaded already).
+// it after the Model. Options.GPULayers and RPC are ignored (llm is loaded
+// already).
 func Wrap(llm *llama.Model, opts Options) (*Model, error) {
 	if llm == nil {
 		return nil, errors.New("matsteer: Wrap: nil model")
 	}
-	opts.GPULayers = 0
+	opts.GPULayers, opts.RPC = 0, nil
 	if err := opts.check(); err != nil {
 		return nil, fmt.Errorf("matsteer: %w", err)
 	}
