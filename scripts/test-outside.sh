@@ -8,12 +8,14 @@
 # 2. The files git would commit (tracked and new, nothing ignored: no
 #    third_party/ links, no generated llama/link_build.go) are copied into a
 #    read-only directory, as they would sit in the module cache.
-# 3. A new module (scripts/testdata/outside/main.go) requires matsteer with a
-#    replace pointing at that copy, and is built twice: with CGO_CFLAGS /
-#    CGO_LDFLAGS from PREFIX/lib/matsteer/cgo.env, and with
+# 3. A new module requires matsteer with a replace pointing at that copy. It
+#    holds scripts/testdata/outside/main.go (package llama only) and copies
+#    of the programs in examples/ (the root package). With CGO_CFLAGS /
+#    CGO_LDFLAGS from PREFIX/lib/matsteer/cgo.env all of them are built, the
+#    first runs (it generates from the default model when that is cached),
+#    and so does examples/chat (one turn on the default model). With
 #    -tags matsteer_pkgconfig and PKG_CONFIG_PATH (when pkg-config is
-#    installed). Both binaries must run; with the default model cached they
-#    also generate from it.
+#    installed) the first is built and run again.
 #
 # Environment: CUDA=1 etc. as for scripts/llama-cpp.sh; GO (default go).
 set -euo pipefail
@@ -44,6 +46,12 @@ chmod -R a-w "$src"
 mod="$tmp/outside"
 mkdir -p "$mod"
 cp scripts/testdata/outside/main.go "$mod/"
+examples=()
+for d in examples/*/; do
+  [ -f "$d/main.go" ] || continue
+  e=$(basename "$d"); examples+=("$e")
+  mkdir -p "$mod/$e" && cp "$d"/*.go "$mod/$e/"
+done
 cp go.sum "$mod/"
 gover=$(sed -n 's/^go //p' go.mod)
 cat >"$mod/go.mod" <<MOD
@@ -75,10 +83,20 @@ export GOFLAGS=-mod=mod GOPROXY=off GOWORK=off
   cd "$mod"
   # shellcheck disable=SC1091
   source "$prefix/lib/matsteer/cgo.env"
-  log "go build with CGO_CFLAGS/CGO_LDFLAGS from cgo.env"
+  log "go build with CGO_CFLAGS/CGO_LDFLAGS from cgo.env (and examples: ${examples[*]:-none})"
   "$GO" build -o "$tmp/outside-env" . 2>&1 || exit 1
+  for e in "${examples[@]}"; do
+    "$GO" build -o "$tmp/example-$e" "./$e" 2>&1 || exit 1
+  done
 ) || fail "build with cgo.env"
 run_check "cgo.env build" "$tmp/outside-env"
+if [ -x "$tmp/example-chat" ] && [ ${#model_args[@]} -gt 0 ]; then
+  log "running examples/chat (one turn)"
+  out=$(printf 'Hello!\n' | "$tmp/example-chat" -model "$model" 2>&1) || { echo "$out" >&2; fail "examples/chat failed"; }
+  echo "$out" | sed 's/^/  /' >&2
+  reply=$(sed 's/> //g' <<<"$out" | tr -d '[:space:]')
+  [ "$(grep -o '> ' <<<"$out" | wc -l)" -ge 2 ] && [ -n "$reply" ] || fail "examples/chat: no reply"
+fi
 
 if command -v pkg-config >/dev/null; then
   (
