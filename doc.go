@@ -7,7 +7,8 @@
 // # Quick start
 //
 // Open a model, train a steering file from labelled examples, and generate
-// with it (the same code is the package Example, run by go test):
+// with it (the same code is the package Example, which go test compiles and
+// runs on the default model):
 //
 //	ctx := context.Background()
 //	m, err := matsteer.Open("", matsteer.Options{}) // "": the default model (matsteer model pull)
