@@ -9,14 +9,15 @@
 #                static libraries, headers and pkg-config file, for Go
 #                programs built outside this repository (README.md)
 #
-# Variables: CUDA=1 (GPU build), LLAMA_CPP_DIR=/path (your own llama.cpp
+# Variables: CUDA=1 or VULKAN=1 (GPU builds), LLAMA_CPP_DIR=/path (your own llama.cpp
 # checkout), MATSTEER_CACHE=dir (default ~/.cache/matsteer), JOBS=n.
 
 SHELL := /bin/bash
 GO ?= go
 CUDA ?= 0
+VULKAN ?= 0
 PREFIX ?= /usr/local
-export CUDA
+export CUDA VULKAN
 export MATSTEER_CACHE ?= $(HOME)/.cache/matsteer
 # Link flags come from the llama.cpp build (llama/link_build.go, written by
 # scripts/llama-cpp.sh setup); no build tags select them.
@@ -24,7 +25,7 @@ GOTAGS :=
 BIN := bin/matsteer
 GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null) $(wildcard llama/*.c llama/*.h hooks/*.c hooks/*.h)
 
-.PHONY: all llama build model run test test-short test-outside bench eval fuzz vet install clean
+.PHONY: all llama build model run test test-short test-outside test-vulkan bench eval fuzz vet install clean
 
 all: build
 
@@ -47,6 +48,13 @@ test: build model
 	$(GO) vet $(GOTAGS) ./...
 	$(GO) test $(GOTAGS) -count=1 -timeout 60m ./...
 	scripts/test-outside.sh
+
+# The hook and steering tests with every layer on a Vulkan device (Mesa's
+# software device where there is no GPU: GGML_VK_VISIBLE_DEVICES=0 lets
+# ggml use it). Leaves this checkout on the Vulkan build; `make` goes back.
+test-vulkan:
+	$(MAKE) VULKAN=1 build model
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-0} $(GO) test -count=1 -timeout 60m -run 'GPU|TestRealModels|TestRPCSplit' ./hooks/ ./cmd/matsteer/
 
 # A program in a module of its own, built against `make install`'s output.
 test-outside: build model

@@ -13,25 +13,17 @@ import (
 // its 30 layers offloaded to two rpc-server processes on 127.0.0.1 (layers
 // 11-29 and the output layer split between them, 0-10 on the local CPU).
 // It returns both fixtures and, for each server, a layer it holds.
-func rpcSplit(t *testing.T) (local, remote fixture, held [2]int) {
+func rpcSplit(t *testing.T) (local, remote fixture, held []int) {
 	t.Helper()
 	path := testenv.DefaultModel(t)
 	servers := testenv.StartRPCServers(t, 2)
 	eps := []string{servers[0].Endpoint, servers[1].Endpoint}
 	local = realFixture(t, path)
-	m, err := llama.LoadModel(path, llama.ModelParams{GPULayers: 20, RPC: eps})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	cat, err := Probe(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	remote = fixture{model: m, cat: cat}
+	remote = loadFixture(t, path, llama.ModelParams{GPULayers: 20, RPC: eps})
+	m := remote.model
 	p := m.Placement()
 	t.Logf("placement: %s", p)
-	held = [2]int{-1, -1}
+	held = []int{-1, -1}
 	for il, dev := range p.Layers {
 		switch {
 		case strings.Contains(dev, "rpc "+eps[0]):
@@ -55,18 +47,35 @@ func rpcSplit(t *testing.T) (local, remote fixture, held [2]int) {
 	return local, remote, held
 }
 
-// rpcLogitTol bounds |Δlogit| between the local and the split model. The
-// rpc-servers run the same CPU kernels, on the same rows, so the measured
-// difference is 0; the bound leaves room for servers on other CPUs.
-const rpcLogitTol = 1e-3
+func loadFixture(t *testing.T, path string, p llama.ModelParams) fixture {
+	t.Helper()
+	m, err := llama.LoadModel(path, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	cat, err := Probe(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fixture{model: m, cat: cat}
+}
 
-// The default model split over two rpc-servers and the local CPU: same
-// greedy text and logits as local-only; rows captured at layers the servers
-// hold equal the local rows; adding v at l_out-N there equals llama.cpp's
-// control vector (also on the servers); a no-op intervention changes
-// nothing.
-func TestRPCSplitModel(t *testing.T) {
-	local, remote, held := rpcSplit(t)
+// offloadTol bounds the differences between a model on the local CPU and
+// the same model with layers elsewhere.
+type offloadTol struct {
+	logit   float64 // max |Δlogit|, unsteered and steered
+	capture float64 // relative difference of captured rows
+	text    bool    // greedy text must be equal
+}
+
+// checkOffloaded compares the local model with the offloaded one: logits
+// and greedy text; at each layer in held, captured rows, an l_out
+// intervention against llama.cpp's control vector on the offloaded model
+// (1e-4: same backend, same kernels), against the same intervention on the
+// local model, and a no-op intervention (bit-identical).
+func checkOffloaded(t *testing.T, local, remote fixture, held []int, tol offloadTol) {
+	t.Helper()
 	toks := []llama.Token{1, 504, 3458, 282, 4649, 314, 1030, 28, 3, 79, 200, 1200}
 
 	lc, _ := local.hookedContext(t, llama.ContextParams{})
@@ -74,9 +83,9 @@ func TestRPCSplitModel(t *testing.T) {
 	base := decodeAll(t, lc, toks)
 	rbase := decodeAll(t, rc, toks)
 	d := maxAbsDiff(base, rbase)
-	t.Logf("split vs local: max |Δlogit| = %g", d)
-	if d > rpcLogitTol {
-		t.Fatalf("split vs local: max |Δlogit| = %g > %g", d, rpcLogitTol)
+	t.Logf("offloaded vs local: max |Δlogit| = %g", d)
+	if d > tol.logit {
+		t.Fatalf("offloaded vs local: max |Δlogit| = %g > %g", d, tol.logit)
 	}
 	gen := func(c *llama.Context, m *llama.Model) string {
 		prompt, err := m.Tokenize("The capital of France is", true, false)
@@ -92,8 +101,10 @@ func TestRPCSplitModel(t *testing.T) {
 		}
 		return b.String()
 	}
-	if a, b := gen(lc, local.model), gen(rc, remote.model); a != b || a == "" {
-		t.Fatalf("greedy text differs:\nlocal %q\nsplit %q", a, b)
+	if a, b := gen(lc, local.model), gen(rc, remote.model); a == "" || (tol.text && a != b) {
+		t.Fatalf("greedy text differs:\nlocal     %q\noffloaded %q", a, b)
+	} else if a != b {
+		t.Logf("greedy text differs (allowed here):\nlocal     %q\noffloaded %q", a, b)
 	}
 
 	n := remote.model.NEmbd()
@@ -107,13 +118,17 @@ func TestRPCSplitModel(t *testing.T) {
 		h2.SetCapture(pt, rrows.fn, BeforeIntervention)
 		decodeAll(t, c2, toks)
 		if len(rrows) != len(toks) {
-			t.Fatalf("server %d, %v: captured %d rows, want %d", i, pt, len(rrows), len(toks))
+			t.Fatalf("device %d, %v: captured %d rows, want %d", i, pt, len(rrows), len(toks))
 		}
+		var worst float64
 		for k, row := range lrows {
-			if d := relDiff(row, rrows[k]); d > 1e-3 {
-				t.Errorf("server %d, %v, token %v: remote vs local capture rel diff %g", i, pt, k, d)
+			d := relDiff(row, rrows[k])
+			worst = max(worst, d)
+			if d > tol.capture {
+				t.Errorf("device %d, %v, token %v: offloaded vs local capture rel diff %g", i, pt, k, d)
 			}
 		}
+		t.Logf("device %d, %v: capture rel diff up to %g", i, pt, worst)
 
 		v := testVector(n, 2)
 		hc, hh := remote.hookedContext(t, llama.ContextParams{})
@@ -126,21 +141,52 @@ func TestRPCSplitModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		if d := maxAbsDiff(hooked, decodeAll(t, ref, toks)); d > 1e-4 {
-			t.Fatalf("server %d: l_out-%d hook vs cvec slot %d: max |Δlogit| = %g", i, layer, layer-1, d)
+			t.Fatalf("device %d: l_out-%d hook vs cvec slot %d: max |Δlogit| = %g", i, layer, layer-1, d)
 		}
 		if d := maxAbsDiff(hooked, rbase); d < 1e-2 {
-			t.Fatalf("server %d: the intervention at l_out-%d changed nothing (Δ=%g)", i, layer, d)
+			t.Fatalf("device %d: the intervention at l_out-%d changed nothing (Δ=%g)", i, layer, d)
 		}
 		lh, lhh := local.hookedContext(t, llama.ContextParams{})
 		lhh.SetIntervention(pt, addVector(v))
-		if d := maxAbsDiff(hooked, decodeAll(t, lh, toks)); d > rpcLogitTol {
-			t.Fatalf("server %d: intervention at l_out-%d, split vs local: max |Δlogit| = %g", i, layer, d)
+		if d := maxAbsDiff(hooked, decodeAll(t, lh, toks)); d > tol.logit {
+			t.Fatalf("device %d: intervention at l_out-%d, offloaded vs local: max |Δlogit| = %g", i, layer, d)
 		}
 
 		nc, nh := remote.hookedContext(t, llama.ContextParams{})
 		nh.SetIntervention(pt, InterventionFunc(func(*Rows) error { return nil }))
 		if d := maxAbsDiff(decodeAll(t, nc, toks), rbase); d != 0 {
-			t.Fatalf("server %d: no-op intervention at l_out-%d changed logits by %g", i, layer, d)
+			t.Fatalf("device %d: no-op intervention at l_out-%d changed logits by %g", i, layer, d)
 		}
 	}
+}
+
+// The default model split over two rpc-servers and the local CPU. The
+// rpc-servers run the same CPU kernels on the same rows, so the measured
+// differences are 0; the bounds (|Δlogit| 1e-3, capture 1e-3 relative)
+// leave room for servers on other CPUs.
+func TestRPCSplitModel(t *testing.T) {
+	local, remote, held := rpcSplit(t)
+	checkOffloaded(t, local, remote, held, offloadTol{logit: 1e-3, capture: 1e-3, text: true})
+}
+
+// Every layer on the local GPU (CUDA, Vulkan, Metal: whatever the build
+// has; skipped without one, e.g. in CI). `make test-vulkan` runs it on
+// Mesa's software Vulkan device.
+func TestGPUOffloadedModel(t *testing.T) {
+	path := testenv.DefaultModel(t)
+	if !llama.HasLocalGPU() {
+		t.Skip("no local GPU in this build or machine (make VULKAN=1 / CUDA=1)")
+	}
+	local := realFixture(t, path)
+	gpu := loadFixture(t, path, llama.ModelParams{GPULayers: -1})
+	p := gpu.model.Placement()
+	t.Logf("placement: %s", p)
+	for il, dev := range p.Layers {
+		if dev == "CPU" || dev == "?" {
+			t.Fatalf("layer %d on %s, want a GPU", il, dev)
+		}
+	}
+	// Other kernels and summation orders: logits move by up to a few
+	// hundredths, rows by about 1e-3 (measured on lavapipe).
+	checkOffloaded(t, local, gpu, []int{3, 15, 27}, offloadTol{logit: 0.1, capture: 1e-2})
 }

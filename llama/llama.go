@@ -97,7 +97,10 @@ func SystemInfo() string {
 	return C.GoString(C.llama_print_system_info())
 }
 
-// SupportsGPUOffload reports whether this build can offload layers to a GPU.
+// SupportsGPUOffload reports whether this build can offload layers at all:
+// to a GPU or, in a build with the RPC backend (the default), to RPC servers
+// (llama.cpp's llama_supports_gpu_offload). HasLocalGPU says whether a local
+// GPU is present.
 func SupportsGPUOffload() bool {
 	initBackend()
 	return bool(C.llama_supports_gpu_offload())

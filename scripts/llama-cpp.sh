@@ -29,6 +29,10 @@
 #   MATSTEER_CACHE  cache root (default ~/.cache/matsteer)
 #   LLAMA_CPP_DIR   use this llama.cpp checkout instead of the pinned source
 #   CUDA=1          build with GGML_CUDA=ON
+#   VULKAN=1        build with GGML_VULKAN=ON (Debian: apt-get install glslc
+#                   libvulkan-dev spirv-headers; mesa-vulkan-drivers for a
+#                   software device); scripts/patches/ggml-vulkan-*.patch are
+#                   applied to a copy of the source first
 #   JOBS            parallel build jobs (default: number of CPUs)
 set -euo pipefail
 
@@ -38,6 +42,8 @@ NPM_SHA256="7a231d6bafa14142a1cbed9893d4ec5bc6041b2a5f5939a623accaab4203c11f"
 
 CACHE="${MATSTEER_CACHE:-$HOME/.cache/matsteer}"
 CUDA="${CUDA:-0}"
+VULKAN="${VULKAN:-0}"
+PATCHES="$(cd "$(dirname "$0")" && pwd)/patches"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
 die() { echo "llama-cpp.sh: $*" >&2; exit 1; }
@@ -96,7 +102,48 @@ cmake_flags() {
   # Go runtime's threads and libgomp's spinning workers fought over the cores
   # (BENCHMARKS.md, "Single stream").
   if [ "$CUDA" = "1" ]; then f+=(-DGGML_CUDA=ON); fi
+  if [ "$VULKAN" = "1" ]; then f+=(-DGGML_VULKAN=ON); fi
   printf '%s\n' "${f[@]}"
+}
+
+# build_patches prints the patches this build applies to the source: the
+# Vulkan ones for VULKAN=1 (ggml-vulkan.cpp does not compile with Debian
+# 12's Vulkan headers without them).
+build_patches() {
+  if [ "$VULKAN" = "1" ]; then ls "$PATCHES"/ggml-vulkan-*.patch 2>/dev/null || true; fi
+}
+
+# patched_source SRC: prints SRC, or, when this build has patches that
+# apply to it, a patched copy of it in the cache (keyed by the patches'
+# hash; SRC itself is never changed). A patch that does not apply (a
+# checkout that has the fix already) is skipped with a note.
+patched_source() {
+  local src="$1" p use=()
+  for p in $(build_patches); do
+    if git -C "$src" apply --check "$p" 2>/dev/null || (cd "$src" && patch -p1 --dry-run -s <"$p" >/dev/null 2>&1); then
+      use+=("$p")
+    else
+      log "patch $(basename "$p") does not apply to $src: skipped"
+    fi
+  done
+  if [ ${#use[@]} -eq 0 ]; then echo "$src"; return; fi
+  local hash; hash=$(cat "${use[@]}" | sha256sum | cut -c1-12)
+  local dst="$CACHE/src/$(basename "$src")-p$hash"
+  if [ -f "$dst/.matsteer-complete" ]; then echo "$dst"; return; fi
+  mkdir -p "$CACHE/src"
+  local tmp; tmp=$(mktemp -d "$CACHE/src/.patch.XXXXXX")
+  if git -C "$src" rev-parse --git-dir >/dev/null 2>&1 && [ -z "$(git -C "$src" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    git -c advice.detachedHead=false clone -q --shared "$src" "$tmp/src" || { rm -rf "$tmp"; die "cannot copy $src"; }
+  else
+    cp -a "$src" "$tmp/src" || { rm -rf "$tmp"; die "cannot copy $src"; }
+  fi
+  for p in "${use[@]}"; do
+    (cd "$tmp/src" && patch -p1 -s <"$p") || { rm -rf "$tmp"; die "applying $(basename "$p") failed"; }
+    log "applied $(basename "$p")"
+  done
+  touch "$tmp/src/.matsteer-complete"
+  rm -rf "$dst"; mv "$tmp/src" "$dst"; rm -rf "$tmp"
+  echo "$dst"
 }
 
 # build_targets are built by every build: the libraries, llama.cpp's
@@ -106,8 +153,14 @@ build_targets=(llama ggml llama-completion llama-bench ggml-rpc-server)
 build() {
   local src; src=$(fetch_source)
   command -v cmake >/dev/null || die "cmake is required to build llama.cpp"
+  if [ "$VULKAN" = "1" ]; then
+    command -v glslc >/dev/null || die "VULKAN=1 needs glslc and the Vulkan headers and loader (Debian: apt-get install glslc libvulkan-dev spirv-headers; mesa-vulkan-drivers for a software device)"
+  fi
+  local id; id=$(source_id "$src")
+  local psrc; psrc=$(patched_source "$src")
+  if [ "$psrc" != "$src" ]; then id="$id-${psrc##*-}"; src="$psrc"; fi
   local flags; flags=$(cmake_flags)
-  local key; key="$(source_id "$src")-$(printf '%s' "$flags" | sha256sum | cut -c1-12)"
+  local key; key="$id-$(printf '%s' "$flags" | sha256sum | cut -c1-12)"
   local out="$CACHE/build/$key"
   if [ -f "$out/.matsteer-complete" ]; then
     build_extra "$out" "${build_targets[@]}" "$@"
