@@ -68,6 +68,12 @@ type TrainLog struct {
 	// Eval measures the result per attribute (MAT-Steer and all-tokens).
 	Eval []AttrEval `json:"eval,omitempty"`
 
+	// Shared is the shared-row handling (TrainConfig.Shared, when not
+	// keep); SharedPos and SharedNeg the rows it removed per attribute.
+	Shared    string `json:"shared,omitempty"`
+	SharedPos []int  `json:"shared_pos,omitempty"`
+	SharedNeg []int  `json:"shared_neg,omitempty"`
+
 	// A warm start (TrainConfig.Init): the init file's attributes trained
 	// further, the attributes added with a fresh initialisation, and the
 	// init file's attributes without rows, copied unchanged.

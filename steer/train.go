@@ -41,6 +41,12 @@ type TrainConfig struct {
 	Neutral       [][]float64
 	LambdaNeutral float64
 
+	// Shared: SharedKeep ("" too; the paper), SharedDrop or SharedNeutral
+	// (see shared.go): what to do with rows an attribute has bit-identically
+	// among both its positives and its negatives (shared prompt tokens).
+	// MethodMATSteer and MethodAllTokens only.
+	Shared string
+
 	Seed         uint64
 	NormPreserve bool
 
@@ -147,6 +153,12 @@ func (c *TrainConfig) validate() error {
 	default:
 		return fmt.Errorf("unknown training method %q (want %s, %s, %s or %s)", c.Method, MethodMATSteer, MethodAllTokens, MethodMeanDiff, MethodPCA)
 	}
+	if err := validShared(c.Shared); err != nil {
+		return err
+	}
+	if c.Shared != "" && c.Shared != SharedKeep && (c.Method == MethodMeanDiff || c.Method == MethodPCA) {
+		return fmt.Errorf("shared-row handling %s needs method %s or %s, not %s", c.Shared, MethodMATSteer, MethodAllTokens, c.Method)
+	}
 	if c.Init != nil && c.Method != MethodMATSteer {
 		return fmt.Errorf("a warm start (init file) needs method %s, not %s", MethodMATSteer, c.Method)
 	}
@@ -195,8 +207,11 @@ func (c *TrainConfig) validate() error {
 	if err := validLambda("lambda-neutral", c.LambdaNeutral); err != nil {
 		return err
 	}
-	if c.LambdaNeutral > 0 && len(c.Neutral) == 0 {
+	if c.LambdaNeutral > 0 && len(c.Neutral) == 0 && c.Shared != SharedNeutral {
 		return fmt.Errorf("lambda-neutral %v needs neutral rows", c.LambdaNeutral)
+	}
+	if c.Shared == SharedNeutral && !(c.LambdaNeutral > 0) {
+		return fmt.Errorf("shared rows as neutral rows need lambda-neutral > 0")
 	}
 	if !(c.DevFraction >= 0 && c.DevFraction < 1) {
 		return fmt.Errorf("dev fraction %v out of range [0, 1)", c.DevFraction)
@@ -326,6 +341,17 @@ func train(ctx context.Context, data []AttributeData, cfg TrainConfig, init *war
 	if err := cfg.validate(); err != nil {
 		return nil, nil, fmt.Errorf("train: %w", err)
 	}
+	var sharedPos, sharedNeg []int
+	if cfg.Shared == SharedDrop || cfg.Shared == SharedNeutral {
+		var shared [][]float64
+		var err error
+		if data, shared, sharedPos, sharedNeg, err = splitShared(data); err != nil {
+			return nil, nil, fmt.Errorf("train: %w", err)
+		}
+		if cfg.Shared == SharedNeutral {
+			cfg.Neutral = append(cfg.Neutral[:len(cfg.Neutral):len(cfg.Neutral)], shared...)
+		}
+	}
 	d, pools, err := flattenData(data)
 	if err != nil {
 		return nil, nil, fmt.Errorf("train: %w", err)
@@ -345,6 +371,12 @@ func train(ctx context.Context, data []AttributeData, cfg TrainConfig, init *war
 	f.Training["n_pos"] = joinInts(log.NPos)
 	f.Training["n_neg"] = joinInts(log.NNeg)
 	f.Training["norm_preserve"] = strconv.FormatBool(cfg.NormPreserve)
+	if sharedPos != nil {
+		log.Shared, log.SharedPos, log.SharedNeg = cfg.Shared, sharedPos, sharedNeg
+		f.Training["shared"] = cfg.Shared
+		f.Training["shared_pos"] = joinInts(sharedPos)
+		f.Training["shared_neg"] = joinInts(sharedNeg)
+	}
 	switch cfg.Method {
 	case MethodMeanDiff, MethodPCA:
 		if err := baseline(ctx, data, pools, d, cfg, f, log); err != nil {
@@ -566,8 +598,10 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	var neuC *cycler
 	var neuRows, neuZ []float64
 	nrng := newRand(cfg.Seed, streamNeutral)
-	if cfg.LambdaNeutral > 0 {
+	if cfg.LambdaNeutral > 0 && nNeutral > 0 {
 		neuC = newCycler(nNeutral, nrng)
+	} else if cfg.LambdaNeutral > 0 {
+		log.Warnings = append(log.Warnings, "no neutral rows (no row occurs among both the positives and the negatives of an attribute): the neutral term is off")
 	}
 	opt := newAdam(len(p.v), cfg.LR)
 	grad := make([]float64, len(p.v))
@@ -665,7 +699,7 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	log.Batch = cfg.Batch
 	log.LR = cfg.LR
 	log.LambdaPos, log.LambdaSparse, log.LambdaOrtho = cfg.LambdaPos, cfg.LambdaSparse, cfg.LambdaOrtho
-	log.LambdaNeutral, log.NNeutral = cfg.LambdaNeutral, len(cfg.Neutral)
+	log.LambdaNeutral, log.NNeutral = cfg.LambdaNeutral, nNeutral
 	log.DevFraction, log.Patience = cfg.DevFraction, cfg.Patience
 
 	bar := (*progress.Bar)(nil)
