@@ -88,8 +88,10 @@
 // Two training options are not in the paper. [TrainConfig.Neutral] with
 // LambdaNeutral > 0 adds a sparsity penalty on every gate over rows of
 // ordinary text, so that gates stay shut where nothing needs steering (the
-// paper's losses only see each attribute's positives and negatives).
-// [TrainConfig.Init] continues training from an existing steering file
+// paper's losses only see each attribute's positives and negatives);
+// [TrainConfig.Shared] takes rows an attribute has on both sides (the shared
+// prompt of paired examples, when training on every token) out of its
+// positives and negatives, optionally as neutral rows. [TrainConfig.Init] continues training from an existing steering file
 // (a feedback loop: refine it with new examples, add attributes); zero
 // epochs return the file's values exactly. See [Train].
 package steer

@@ -70,6 +70,12 @@ gates learn what ordinary text looks like and stay shut on it; the paper's losse
 attribute's positives and negatives. The per-attribute lines then also give the mean gate on the
 neutral rows.
 
+Shared rows (--shared, mat-steer and all-tokens): with every token as training rows (extract
+--tokens all) a positive and its paired negatives share their prompt, and those rows are
+bit-identical on both sides: they carry no label. keep trains on them (the paper); drop removes
+every row an attribute has among both its positives and negatives; neutral removes them and adds
+them to the neutral rows, so the gates learn to stay shut on prompts (--lambda-neutral applies).
+
 Warm start (--init FILE, mat-steer only): continue training an existing steering file with new
 labelled examples (a feedback loop). Its attributes that have rows in --acts start from the file's
 vectors and gates; attributes only in --acts are added with the usual fresh initialisation;
@@ -95,6 +101,7 @@ Examples:
 			intIn(&cli.IntFlag{Name: "epochs", Value: def.Epochs, Usage: "training epochs (0 only with --init: the file's attributes unchanged)"}, 0, 1_000_000),
 			&cli.StringSliceFlag{Name: "neutral-acts", Usage: "activation `FILE` of neutral text (repeatable; all its rows): gates are penalised on them"},
 			floatIn(&cli.Float64Flag{Name: "lambda-neutral", Value: defaultLambdaNeutral, Usage: "weight of the gate penalty on --neutral-acts rows"}, closed(0, 1e6)),
+			&cli.StringFlag{Name: "shared", Value: steer.SharedKeep, Usage: "rows an attribute has among both its positives and negatives: keep | drop | neutral (drop them and use them as neutral rows)"},
 			&cli.StringFlag{Name: "init", Usage: "steering `FILE` (mat-steer) to continue training from with the rows of --acts (warm start)"},
 			floatIn(&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"}, leftOpen(0, 100)),
 			intIn(&cli.IntFlag{Name: "batch", Value: def.Batch, Usage: "positives and negatives per attribute per step"}, 1, 1<<16),
@@ -340,13 +347,18 @@ func runTrain(c *cli.Context) error {
 		return fmt.Errorf("--init continues MAT-Steer training: it needs --method %s, not %s", steer.MethodMATSteer, cfg.Method)
 	}
 	neutralPaths := c.StringSlice("neutral-acts")
-	if c.IsSet("lambda-neutral") && len(neutralPaths) == 0 {
-		return fmt.Errorf("--lambda-neutral needs --neutral-acts")
+	cfg.Shared = c.String("shared")
+	if cfg.Shared != steer.SharedKeep && cfg.Shared != steer.SharedDrop && cfg.Shared != steer.SharedNeutral {
+		return fmt.Errorf("--shared %q: want %s, %s or %s", cfg.Shared, steer.SharedKeep, steer.SharedDrop, steer.SharedNeutral)
 	}
-	if len(neutralPaths) > 0 {
-		if cfg.Method == steer.MethodMeanDiff || cfg.Method == steer.MethodPCA {
-			return fmt.Errorf("--neutral-acts trains gates: it needs --method %s or %s, not %s", steer.MethodMATSteer, steer.MethodAllTokens, cfg.Method)
-		}
+	usesNeutral := len(neutralPaths) > 0 || cfg.Shared == steer.SharedNeutral
+	if c.IsSet("lambda-neutral") && !usesNeutral {
+		return fmt.Errorf("--lambda-neutral needs --neutral-acts or --shared neutral")
+	}
+	if (usesNeutral || cfg.Shared != steer.SharedKeep) && (cfg.Method == steer.MethodMeanDiff || cfg.Method == steer.MethodPCA) {
+		return fmt.Errorf("--neutral-acts and --shared train gates: they need --method %s or %s, not %s", steer.MethodMATSteer, steer.MethodAllTokens, cfg.Method)
+	}
+	if usesNeutral {
 		cfg.LambdaNeutral = c.Float64("lambda-neutral")
 	}
 	if c.IsSet("plot") {
@@ -441,6 +453,13 @@ func runTrain(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "wrote %s: method %s, %d attributes (%s), site %s layer %d, n_embd %d\n",
 		out, f.Method, len(f.Attributes), strings.Join(f.AttributeNames(), ", "), f.Site, f.Layer, f.NEmbd)
+	if log.Shared != "" {
+		parts := make([]string, len(log.Attributes))
+		for i, a := range log.Attributes {
+			parts[i] = fmt.Sprintf("%s %d+%d", a, log.SharedPos[i], log.SharedNeg[i])
+		}
+		fmt.Fprintf(w, "shared rows (--shared %s; positive+negative rows removed): %s; %d neutral rows\n", log.Shared, strings.Join(parts, ", "), log.NNeutral)
+	}
 	if cfg.Init != nil {
 		fmt.Fprintf(w, "warm start from %s: refined %s; added %s; kept unchanged (no rows) %s\n",
 			initPath, listOrNone(log.Refined), listOrNone(log.Added), listOrNone(log.Kept))
@@ -452,7 +471,7 @@ func runTrain(c *cli.Context) error {
 	}
 	for _, e := range log.Eval {
 		neutral := ""
-		if len(cfg.Neutral) > 0 {
+		if log.NNeutral > 0 {
 			neutral = fmt.Sprintf(", on neutral rows %.3f", e.GateNeutral)
 		}
 		fmt.Fprintf(w, "  %s (%s rows): MMD^2 %.4g -> %.4g (%d+%d rows), mean gate on positives %.3f, on negatives %.3f%s\n",

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -145,6 +146,9 @@ func TestTrainInitCLI(t *testing.T) {
 //     demo/data/neutral-dev.txt as --neutral-acts, the gates stay shut on
 //     the other neutral sentences (neutral.txt) and still separate the
 //     held-back answers.
+//   - shared: trained on every token of old+new (prompt and answer), with
+//     --shared neutral the gates separate the held-back texts (every token,
+//     as eval --gates measures) at least twice as well as with keep.
 func TestTrainDemoDefaultModel(t *testing.T) {
 	model := testenv.DefaultModel(t)
 	demoDir := filepath.Join(testenv.RepoRoot(), "demo", "data")
@@ -156,13 +160,17 @@ func TestTrainDemoDefaultModel(t *testing.T) {
 	parts["ndev"] = neutralJSONL(t, filepath.Join(demoDir, "neutral-dev.txt"), dir)
 	parts["nheld"] = neutralJSONL(t, filepath.Join(demoDir, "neutral.txt"), dir)
 	actsOf := map[string]string{}
-	for _, p := range []string{"old", "new", "held", "ndev", "nheld"} {
+	for _, p := range []string{"old", "new", "held", "ndev", "nheld", "oldall", "newall", "heldall"} {
 		actsOf[p] = filepath.Join(dir, p+".safetensors")
 		tokens := "response"
+		data := parts[p]
 		if p == "ndev" || p == "nheld" {
 			tokens = "all"
 		}
-		if _, stderr, err := runCLI(t, "extract", "-m", model, "--data", parts[p], "--layer", "12", "--tokens", tokens, "--out", actsOf[p], "--threads", "2"); err != nil {
+		if base, ok := strings.CutSuffix(p, "all"); ok {
+			tokens, data = "all", parts[base]
+		}
+		if _, stderr, err := runCLI(t, "extract", "-m", model, "--data", data, "--layer", "12", "--tokens", tokens, "--out", actsOf[p], "--threads", "2"); err != nil {
 			t.Fatalf("extract %s: %v\n%s", p, err, stderr)
 		}
 	}
@@ -214,6 +222,27 @@ func TestTrainDemoDefaultModel(t *testing.T) {
 			}
 			if !(rn > 0.9*rb) {
 				t.Errorf("%s: the gates separate the held-back answers less: ratio %.2f -> %.2f", name, rb, rn)
+			}
+		}
+	})
+
+	t.Run("shared", func(t *testing.T) {
+		heldAll := readRows(t, actsOf["heldall"])
+		keep := train(t, "keep.gguf", "--acts", actsOf["oldall"], "--acts", actsOf["newall"])
+		sh := train(t, "shared.gguf", "--acts", actsOf["oldall"], "--acts", actsOf["newall"], "--shared", "neutral")
+		if sh.Training["shared"] != "neutral" || sh.Training["shared_pos"] == "" || sh.Training["n_neutral"] == "" {
+			t.Errorf("training metadata: %v", sh.Training)
+		}
+		for _, name := range keep.AttributeNames() {
+			rk := meanGateOf(keep, name, heldAll[name].neg) / meanGateOf(keep, name, heldAll[name].pos)
+			rs := meanGateOf(sh, name, heldAll[name].neg) / meanGateOf(sh, name, heldAll[name].pos)
+			nk, ns := meanGateOf(keep, name, neutral), meanGateOf(sh, name, neutral)
+			t.Logf("%s: held-back texts (every token) undesired/desired gate ratio %.1f -> %.1f with --shared neutral; neutral sentences %.3f -> %.3f", name, rk, rs, nk, ns)
+			if !(rs > 2*rk) {
+				t.Errorf("%s: --shared neutral did not make the gates more selective: ratio %.2f -> %.2f", name, rk, rs)
+			}
+			if !(ns < nk) {
+				t.Errorf("%s: gate on neutral sentences %.3f -> %.3f", name, nk, ns)
 			}
 		}
 	})
@@ -399,7 +428,7 @@ func TestTrainNeutralCLI(t *testing.T) {
 	}{
 		{[]string{"--acts", a, "--out", out2, "--lambda-neutral", "0.5"}, "--lambda-neutral needs --neutral-acts"},
 		{[]string{"--acts", a, "--out", out2, "--neutral-acts", n, "--lambda-neutral", "-1"}, "--lambda-neutral -1: out of range"},
-		{[]string{"--acts", a, "--out", out2, "--neutral-acts", n, "--method", "mean-diff"}, "needs --method mat-steer or all-tokens, not mean-diff"},
+		{[]string{"--acts", a, "--out", out2, "--neutral-acts", n, "--method", "mean-diff"}, "need --method mat-steer or all-tokens, not mean-diff"},
 		{[]string{"--acts", a, "--out", out2, "--neutral-acts", n4}, "--neutral-acts: activation files disagree"},
 		{[]string{"--acts", a, "--out", n, "--neutral-acts", n}, "same file as the input --neutral-acts"},
 		{[]string{"--acts", a, "--out", out2, "--neutral-acts", filepath.Join(dir, "missing.safetensors")}, "missing.safetensors"},
@@ -411,5 +440,75 @@ func TestTrainNeutralCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(out2); !os.IsNotExist(err) {
 		t.Error("a refused run left an output file")
+	}
+}
+
+// TestTrainSharedCLI: --shared on synthetic activations whose attribute has
+// 5 rows on both sides.
+func TestTrainSharedCLI(t *testing.T) {
+	dir := t.TempDir()
+	meta := testMeta("truth")
+	path := filepath.Join(dir, "s.safetensors")
+	w, err := acts.Create(path, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	d := meta.NEmbd
+	shared := make([]float32, 5*d)
+	for i := range shared {
+		shared[i] = float32(rng.NormFloat64() + 2)
+	}
+	for _, label := range []int8{1, 0} {
+		vecs := make([]float32, 30*d)
+		for i := range vecs {
+			vecs[i] = float32(rng.NormFloat64())
+			if label == 0 && i%d == 0 {
+				vecs[i] -= 3
+			}
+		}
+		vecs = append(vecs, shared...)
+		rows := make([]acts.Row, 35)
+		for i := range rows {
+			rows[i] = acts.Row{Attribute: 0, Label: label, SampleID: int64(i), Position: int32(i)}
+		}
+		if err := w.Append(vecs, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "o.gguf")
+	stdout, stderr, err := runCLI(t, "train", "--acts", path, "--out", out, "--epochs", "2", "--shared", "neutral", "--quiet")
+	if err != nil {
+		t.Fatalf("train: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout, "shared rows (--shared neutral; positive+negative rows removed): truth 5+5; 5 neutral rows") || !strings.Contains(stdout, "(30+30 rows)") {
+		t.Errorf("output: %q", stdout)
+	}
+	f, err := steer.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Training["shared"] != "neutral" || f.Training["shared_pos"] != "5" || f.Training["n_pos"] != "30" || f.Training["n_neutral"] != "5" || f.Training["lambda_neutral"] != "0.9" {
+		t.Errorf("training metadata: %v", f.Training)
+	}
+	stdout, _, err = runCLI(t, "train", "--acts", path, "--out", out, "--epochs", "1", "--shared", "drop", "--quiet")
+	if err != nil || !strings.Contains(stdout, "truth 5+5; 0 neutral rows") {
+		t.Errorf("drop: %v %q", err, stdout)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--shared", "merge"}, `--shared "merge": want keep, drop or neutral`},
+		{[]string{"--shared", "drop", "--lambda-neutral", "0.5"}, "--lambda-neutral needs --neutral-acts or --shared neutral"},
+		{[]string{"--shared", "drop", "--method", "pca"}, "need --method mat-steer or all-tokens, not pca"},
+	} {
+		_, _, err := runCLI(t, append([]string{"train", "--quiet", "--epochs", "1", "--acts", path, "--out", filepath.Join(dir, "x.gguf")}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: want error containing %q, got %v", c.args, c.want, err)
+		}
 	}
 }
