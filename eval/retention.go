@@ -35,8 +35,8 @@ type RetentionResult struct {
 	Name     string        `json:"name"`
 	Steering *SteeringInfo `json:"steering,omitempty"`
 	// KL is the mean over positions of KL(unsteered ‖ steered), nats;
-	// KLP99 the 99th percentile of the per-position values (linear
-	// interpolation between ranks, as numpy's default) and KLMax the
+	// KLP99 the 99th percentile of the per-position values (Quantile:
+	// linear interpolation between ranks) and KLMax the
 	// largest: gated steering can keep the mean low while changing a few
 	// positions a lot (the tail).
 	KL    float64 `json:"kl"`
@@ -189,7 +189,7 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 			res.KL = a.kl / float64(a.n)
 			res.KLMax = a.klMax
 			slices.Sort(a.kls)
-			res.KLP99 = klQuantile(a.kls, 0.99)
+			res.KLP99 = Quantile(a.kls, 0.99)
 			res.PPL = math.Exp(a.nll / float64(a.n))
 			res.Seconds = a.dur.Seconds()
 		} else {
@@ -199,25 +199,6 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 		out[j] = res
 	}
 	return out, nil
-}
-
-// klQuantile returns the q-quantile (0 ≤ q ≤ 1) of the ascending values
-// sorted, interpolating linearly between the two nearest ranks: with n
-// values, rank h = q·(n−1) (counting from 0) and the result is
-// sorted[⌊h⌋] + (h−⌊h⌋)·(sorted[⌊h⌋+1] − sorted[⌊h⌋]) (the definition numpy's
-// percentile uses by default). It returns 0 for no values.
-func klQuantile(sorted []float64, q float64) float64 {
-	n := len(sorted)
-	if n == 0 {
-		return 0
-	}
-	q = math.Min(math.Max(q, 0), 1)
-	h := q * float64(n-1)
-	lo := int(math.Floor(h))
-	if lo >= n-1 {
-		return sorted[n-1]
-	}
-	return sorted[lo] + (h-float64(lo))*(sorted[lo+1]-sorted[lo])
 }
 
 // retentionRefBytes bounds the unsteered log-probabilities kept for one
