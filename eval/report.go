@@ -182,7 +182,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		if rep.Stats != nil && rep.Stats.Level > 0 {
 			level = rep.Stats.Level
 		}
-		fmt.Fprintf(tw, "%s (%s split, %d items; [%g%% bootstrap interval over items])\n", rep.Task, rep.Split, rep.NItems, 100*level)
+		fmt.Fprintf(tw, "%s (%s split, %d items), [%g%% bootstrap interval over items]\n", rep.Task, rep.Split, rep.NItems, 100*level)
 		fmt.Fprintf(tw, "method\t%s\titems/s\n", strings.Join(names, "\t"))
 		for _, m := range rep.Methods {
 			cells := make([]string, len(names))

@@ -66,7 +66,7 @@ func TestEvalPairsCLI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("eval: %v\n%s", err, stderr)
 	}
-	for _, want := range []string{"pairs (all split, 12 items", "margin", "paired tests", "p=", "gates on"} {
+	for _, want := range []string{"pairs (all split, 12 items)", "margin", "paired tests", "p=", "gates on"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
