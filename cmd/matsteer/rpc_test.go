@@ -269,9 +269,10 @@ func TestRPCServerKilledMidGeneration(t *testing.T) {
 
 // Steering with every layer on the local GPU (skipped without one; `make
 // test-vulkan` runs it on Mesa's software Vulkan device): the gates of the
-// prompt tokens match the CPU's within 0.01 (other kernels), and the text
-// is steered text (compared, not required equal: greedy decoding may
-// diverge on a near tie).
+// prompt tokens match the CPU's within 0.15 (the device's own numbers
+// differ: on lavapipe l_out rows by up to 5%, gates by up to 0.08, see
+// hooks.TestGPUOffloadedModel), and steering changes the device's text
+// (the text is shown, not required equal to the CPU's).
 func TestGPUSteeredGenerate(t *testing.T) {
 	model := testenv.DefaultModel(t)
 	if !llama.HasLocalGPU() {
@@ -279,7 +280,9 @@ func TestGPUSteeredGenerate(t *testing.T) {
 	}
 	steerPath := rpcSteerFile(t, 576)
 	dir := t.TempDir()
-	args := []string{"generate", "--model", model, "-t", "2", "-q", "-n", "16", "--steer", steerPath, "--prompt", "Tell me about your day."}
+	// Strength 4: this random file at strength 1 moves the text on the CPU
+	// but not on lavapipe (a near tie); at 4 it moves both.
+	args := []string{"generate", "--model", model, "-t", "2", "-q", "-n", "16", "--steer", steerPath, "--strength", "tone=4", "--prompt", "Tell me about your day."}
 	localOut, _, err := runCLI(t, append(args, "--audit", filepath.Join(dir, "local.jsonl"))...)
 	if err != nil {
 		t.Fatal(err)
@@ -290,6 +293,12 @@ func TestGPUSteeredGenerate(t *testing.T) {
 	}
 	if localOut != gpuOut {
 		t.Logf("steered text differs:\nlocal %q\ngpu   %q", localOut, gpuOut)
+	}
+	plainArgs := []string{"generate", "--model", model, "-t", "2", "-q", "-n", "16", "--gpu-layers", "-1", "--prompt", "Tell me about your day."}
+	if plain, _, err := runCLI(t, plainArgs...); err != nil {
+		t.Fatal(err)
+	} else if plain == gpuOut {
+		t.Fatalf("steering changed nothing on the GPU: %q", plain)
 	}
 	la, ga := readAudit(t, filepath.Join(dir, "local.jsonl")), readAudit(t, filepath.Join(dir, "gpu.jsonl"))
 	var maxD float64
@@ -302,7 +311,7 @@ func TestGPUSteeredGenerate(t *testing.T) {
 		n++
 	}
 	t.Logf("%d prompt tokens: max |Δgate| cpu vs gpu %g", n, maxD)
-	if n < 5 || maxD > 0.01 {
+	if n < 5 || maxD > 0.15 {
 		t.Fatalf("%d prompt tokens compared, gates differ by up to %g", n, maxD)
 	}
 }
