@@ -17,7 +17,7 @@
 //
 // The per-node "do we want this tensor?" check runs in C and compares names
 // only for active points. Host tensors are edited in place through their
-// data pointer; tensors in device memory (CUDA) are copied with
+// data pointer; tensors elsewhere (CUDA, Vulkan, RPC servers) are copied with
 // ggml_backend_tensor_get/set, one transfer each way per hooked tensor and
 // micro-batch.
 package hooks
