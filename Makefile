@@ -54,7 +54,7 @@ test: build model
 # ggml use it). Leaves this checkout on the Vulkan build; `make` goes back.
 test-vulkan:
 	$(MAKE) VULKAN=1 build model
-	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-0} $(GO) test -count=1 -timeout 60m -run 'GPU|TestRealModels|TestRPCSplit' ./hooks/ ./cmd/matsteer/
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-0} $(GO) test -count=1 -timeout 60m -run 'GPU|TestRealModels' ./hooks/ ./cmd/matsteer/
 
 # A program in a module of its own, built against `make install`'s output.
 test-outside: build model

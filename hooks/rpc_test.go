@@ -18,6 +18,11 @@ import (
 func rpcSplit(t *testing.T) (local, remote fixture, held []int) {
 	t.Helper()
 	path := testenv.DefaultModel(t)
+	if llama.HasLocalGPU() {
+		// As llama.cpp's --rpc does, offloaded layers would go to the local
+		// GPU too, with its own numbers (see TestGPUOffloadedModel).
+		t.Skip("a local GPU is present: the split would include it")
+	}
 	servers := testenv.StartRPCServers(t, 2)
 	eps := []string{servers[0].Endpoint, servers[1].Endpoint}
 	local = realFixture(t, path)

@@ -154,6 +154,9 @@ func readAudit(t *testing.T, path string) []auditLine {
 // where the layers are.
 func TestRPCSteeredGenerate(t *testing.T) {
 	model := testenv.DefaultModel(t)
+	if llama.HasLocalGPU() {
+		t.Skip("a local GPU is present: the split would include it (see TestGPUSteeredGenerate)")
+	}
 	servers := testenv.StartRPCServers(t, 2)
 	rpc := servers[0].Endpoint + "," + servers[1].Endpoint
 	steerPath := rpcSteerFile(t, 576)
