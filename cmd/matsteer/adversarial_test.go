@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/matsteer/matsteer/llama"
 )
 
@@ -240,8 +242,8 @@ func TestAdversarialFlags(t *testing.T) {
 		{genNoT("--threads", "100000"), "--threads 100000"},
 		{gen("--gpu-layers", "-2"), "--gpu-layers -2: out of range"},
 		// generate
-		{gen("-n", "-1"), "--n -1: out of range"},
-		{gen("-n", "0"), "--n 0"},
+		{gen("-n", "-1"), "-n -1: out of range"},
+		{gen("-n", "0"), "-n 0"},
 		{gen("--temp", "NaN"), "--temp NaN: out of range, want a number in [0, 100]"},
 		{gen("--temp", "1e400"), "invalid value"},
 		{gen("--temp", "Inf"), "--temp +Inf"},
@@ -306,6 +308,13 @@ func TestAdversarialFlags(t *testing.T) {
 		{cal("--refine", "-1"), "--refine -1"},
 		{cal("--refine", "1000"), "--refine 1000"},
 		{cal("--kl-limit", "-1"), "--kl-limit -1"},
+		{cal("--max-kl-p99", "0"), "--max-kl-p99 0: out of range"},
+		{cal("--max-kl-p99", "NaN"), "--max-kl-p99 NaN"},
+		{gen("-n", "99999999"), "-n 99999999: out of range"},
+		{trn("--lambda-neutral", "-1"), "--lambda-neutral -1: out of range"},
+		{ev("--resamples", "-1"), "--resamples -1: out of range, want 100..1e6"},
+		{ev("--resamples", "99999999"), "--resamples 99999999: out of range"},
+		{[]string{"data", "pull", "--stall-timeout", "0"}, "--stall-timeout 0s: want 1s..1h"},
 		// cvec conversion
 		{[]string{"export-cvec", "--global", "-2", f.steer, filepath.Join(f.dir, "c.gguf")}, "--global -2"},
 		{[]string{"import-cvec", "--layer", "-1", f.steer, filepath.Join(f.dir, "c.gguf")}, "--layer -1"},
@@ -471,4 +480,43 @@ func TestSignalsKeepPreviousOutput(t *testing.T) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// Every numeric flag of every command (and subcommand) has at least one
+// test with a bad value somewhere in this package's tests, so a new flag
+// cannot arrive without its range being exercised.
+func TestEveryNumericFlagIsExercised(t *testing.T) {
+	files, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tests strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests.Write(b)
+	}
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			for _, fl := range c.Flags {
+				switch fl.(type) {
+				case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Float64Flag, *cli.DurationFlag, *cli.IntSliceFlag, *cli.Float64SliceFlag:
+				default:
+					continue
+				}
+				found := false
+				for _, n := range fl.Names() {
+					found = found || strings.Contains(tests.String(), `"`+flagSpelling(n)+`"`)
+				}
+				if !found {
+					t.Errorf("%s%s: numeric flag %s has no test with a bad value", prefix, c.Name, flagSpelling(fl.Names()[0]))
+				}
+			}
+			walk(prefix+c.Name+" ", c.Subcommands)
+		}
+	}
+	walk("", newApp().Commands)
 }

@@ -34,9 +34,17 @@ func intIn(f *cli.IntFlag, lo, hi int) *cli.IntFlag {
 
 func checkInt(name string, v, lo, hi int) error {
 	if v < lo || v > hi {
-		return fmt.Errorf("--%s %d: out of range, want %s", name, v, intRangeText(lo, hi))
+		return fmt.Errorf("%s %d: out of range, want %s", flagSpelling(name), v, intRangeText(lo, hi))
 	}
 	return nil
+}
+
+// flagSpelling is how a user types the flag: -n, --threads.
+func flagSpelling(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 func intRangeText(lo, hi int) string { return fmtInt(lo) + ".." + fmtInt(hi) }
@@ -81,7 +89,7 @@ func (r floatRange) contains(v float64) bool {
 
 func (r floatRange) check(name string, v float64) error {
 	if !r.contains(v) {
-		return fmt.Errorf("--%s %v: out of range, want a number in %s", name, v, r)
+		return fmt.Errorf("%s %v: out of range, want a number in %s", flagSpelling(name), v, r)
 	}
 	return nil
 }
