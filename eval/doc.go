@@ -129,4 +129,13 @@
 // of tokens per text whose gate exceeds a threshold (0.5), the paper's
 // Table 2 analysis (average gate and number of intervened tokens on
 // undesired vs desired text).
+//
+// # Generation check
+//
+// Teacher-forced numbers can hide what a reader sees: GenerationCheck
+// generates greedily from fixed prompts under every condition and judges
+// each generation with the unsteered model, the perplexity of the generated
+// tokens (a garbled word or an off-language run scores high), and for
+// repetition, distinct-1 and distinct-2 (distinct token n-grams over all
+// n-grams of a generation, averaged over prompts; a loop scores low).
 package eval

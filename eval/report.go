@@ -78,6 +78,8 @@ type Report struct {
 	Methods   []MethodResult   `json:"methods,omitempty"`
 	Retention *RetentionReport `json:"retention,omitempty"`
 	Gates     *GateReport      `json:"gates,omitempty"`
+	// Generation is the generation check (GenerationCheck).
+	Generation *GenerationReport `json:"generation,omitempty"`
 	// Calibrations are `matsteer calibrate` results, one per steering file.
 	Calibrations []Calibration `json:"calibrations,omitempty"`
 }
@@ -94,6 +96,15 @@ type RetentionReport struct {
 	Source    string            `json:"source"`
 	MaxTokens int               `json:"max_tokens"`
 	Results   []RetentionResult `json:"results"`
+}
+
+// GenerationReport holds the generation check's results and its prompts'
+// source.
+type GenerationReport struct {
+	Source    string             `json:"source"`
+	MaxTokens int                `json:"max_tokens"`
+	Chat      bool               `json:"chat"`
+	Results   []GenerationResult `json:"results"`
 }
 
 // GateReport holds the gate statistics and their source.
@@ -233,6 +244,17 @@ func (rep *Report) WriteText(w io.Writer) error {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.3g\t%.2f\t%.1f\n", g.Name, s.Attribute, s.DataAttribute, label, s.Texts, s.MeanGate, s.AbovePerText, float64(s.Tokens)/float64(max(s.Texts, 1)))
 			}
+		}
+	}
+	if g := rep.Generation; g != nil && len(g.Results) > 0 {
+		if len(rep.Methods) > 0 || rep.Retention != nil || rep.Gates != nil {
+			fmt.Fprintln(tw)
+		}
+		fmt.Fprintf(tw, "generation check on %s (%d prompts, up to %d tokens each, greedy; perplexity by the unsteered model)\n",
+			g.Source, len(g.Results[0].Samples), g.MaxTokens)
+		fmt.Fprintf(tw, "method\tppl\tdistinct-1\tdistinct-2\ttokens\n")
+		for _, r := range g.Results {
+			fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%d\n", r.Name, r.PPL, r.Distinct1, r.Distinct2, r.Tokens)
 		}
 	}
 	if len(rep.Calibrations) > 0 {

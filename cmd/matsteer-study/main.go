@@ -30,6 +30,8 @@ type config struct {
 	bin, data, work, out, neutral string
 	model                         string
 	klDev, tokens                 string
+	genPrompts                    string
+	genTokens                     int
 	maxKL                         float64
 	layers                        []int
 	alphas                        string
@@ -56,6 +58,8 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "results", "the summary (study.md) and every report (JSON) go to a folder here named after the settings")
 	flag.StringVar(&cfg.neutral, "neutral", "demo/data/neutral.txt", "neutral text for the reported KL and perplexity (one text per line)")
 	flag.StringVar(&cfg.klDev, "kl-dev", "demo/data/neutral-dev.txt", "neutral text for choosing α under the KL budget (not the reported one)")
+	flag.StringVar(&cfg.genPrompts, "gen-prompts", "demo/data/prompts.txt", "prompts of the generation check (greedy generations of every chosen condition, judged by the unsteered model's perplexity and distinct-n); empty: no check")
+	flag.IntVar(&cfg.genTokens, "gen-tokens", 48, "tokens per generation of the generation check")
 	flag.Float64Var(&cfg.maxKL, "max-kl", 0.1, "KL budget (nats per token on -kl-dev): every steering file runs at the largest α within it (matsteer calibrate); 0: sweep -alphas instead")
 	flag.StringVar(&cfg.tokens, "tokens", "response", "training rows: all|response|last (matsteer extract --tokens)")
 	flag.StringVar(&layers, "layers", "10,14", "layers to sweep")
@@ -63,6 +67,10 @@ func main() {
 	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
 	flag.StringVar(&cfg.extraTrainFlags, "train-flags", "", "extra flags for every `matsteer train --method mat-steer`")
 	flag.Parse()
+	if cfg.genTokens < 1 || cfg.genTokens > 4096 {
+		fmt.Fprintf(os.Stderr, "matsteer-study: -gen-tokens %d: out of range, want 1..4096\n", cfg.genTokens)
+		os.Exit(2)
+	}
 	for _, s := range strings.Split(layers, ",") {
 		l, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
@@ -267,6 +275,9 @@ func runStudy(c config) error {
 	}
 	klOut := c.path("retention" + suffix + ".json")
 	args := append([]string{"eval", "--task", "neutral", "--kl-text", c.neutral, "--out", klOut}, steerArgs(best)...)
+	if c.genPrompts != "" {
+		args = append(args, "--gen-prompts", c.genPrompts, "--gen-tokens", strconv.Itoa(c.genTokens))
+	}
 	if err := c.matsteer(klOut, args...); err != nil {
 		return err
 	}
@@ -441,11 +452,11 @@ func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) 
 	for _, c := range cols {
 		fmt.Fprintf(w, " %s |", c.label)
 	}
-	fmt.Fprintf(w, " average (MC2, BBQ, ToxiGen) | KL on neutral text | perplexity |\n|---|---|")
+	fmt.Fprintf(w, " average (MC2, BBQ, ToxiGen) | KL on neutral text | KL p99 / max | perplexity | generations: ppl, distinct-2 |\n|---|---|")
 	for range cols {
 		fmt.Fprintf(w, "---|")
 	}
-	fmt.Fprintf(w, "---|---|---|\n")
+	fmt.Fprintf(w, "---|---|---|---|---|\n")
 	marked := false
 	// Conditions by the name eval gave them (the first task's order).
 	for _, m := range test[tasks[0]].Methods {
@@ -476,15 +487,23 @@ func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) 
 			}
 		}
 		fmt.Fprintf(w, " %.3f |", avg)
-		kl, ppl := "-", "-"
+		kl, tail, ppl, gen := "-", "-", "-", "-"
 		if ret != nil && ret.Retention != nil {
 			for _, r := range ret.Retention.Results {
 				if r.Name == m.Name {
 					kl, ppl = fmt.Sprintf("%.3f", r.KL), fmt.Sprintf("%.1f", r.PPL)
+					tail = fmt.Sprintf("%.2f / %.2f", r.KLP99, r.KLMax)
 				}
 			}
 		}
-		fmt.Fprintf(w, " %s | %s |\n", kl, ppl)
+		if ret != nil && ret.Generation != nil {
+			for _, r := range ret.Generation.Results {
+				if r.Name == m.Name {
+					gen = fmt.Sprintf("%.2f, %.2f", r.PPL, r.Distinct2)
+				}
+			}
+		}
+		fmt.Fprintf(w, " %s | %s | %s | %s |\n", kl, tail, ppl, gen)
 	}
 	if marked || hasIntervals(test) {
 		fmt.Fprintf(w, "\n[lo, hi]: 95%% bootstrap interval over the test items; *: differs from the unsteered model (paired permutation test, p < %g).\n", sigLevel)

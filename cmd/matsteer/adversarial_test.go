@@ -313,6 +313,8 @@ func TestAdversarialFlags(t *testing.T) {
 		{gen("-n", "99999999"), "-n 99999999: out of range"},
 		{trn("--lambda-neutral", "-1"), "--lambda-neutral -1: out of range"},
 		{ev("--resamples", "-1"), "--resamples -1: out of range, want 100..1e6"},
+		{ev("--gen-tokens", "0"), "--gen-tokens 0: out of range, want 1..4096"},
+		{ev("--gen-limit", "-1"), "--gen-limit -1: out of range"},
 		{ev("--resamples", "99999999"), "--resamples 99999999: out of range"},
 		{[]string{"data", "pull", "--stall-timeout", "0"}, "--stall-timeout 0s: want 1s..1h"},
 		// cvec conversion

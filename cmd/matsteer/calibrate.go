@@ -53,7 +53,7 @@ func runCalibrate(c *cli.Context) error {
 	if err := safefile.CheckOutputs(flagOutputs(c, "out"), append(flagInputs(c, "steer", "kl-text"), modelInput(c)...)); err != nil {
 		return err
 	}
-	texts, err := readTexts(c.String("kl-text"), c.Int("kl-limit"))
+	texts, err := readTexts("--kl-text", c.String("kl-text"), c.Int("kl-limit"))
 	if err != nil {
 		return err
 	}

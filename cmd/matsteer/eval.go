@@ -33,7 +33,7 @@ func evalCommand() *cli.Command {
 		UsageText: `matsteer eval --task truthfulqa|bbq|toxigen --data DIR [--split test] [--steer FILE ...] [--strength NAME=X,...]
               [--limit N] [--out results.json] [--plot chart.png] [--kl-text FILE] [--gates]
 matsteer eval --task pairs --data my.jsonl [--split all] [--steer FILE ...] [...]
-matsteer eval --task neutral --kl-text FILE [--steer FILE ...] [--gates --gate-data PATH]
+matsteer eval --task neutral [--kl-text FILE] [--gen-prompts FILE] [--steer FILE ...] [--gates --gate-data PATH]
 
 Every run evaluates "none" (the unsteered model) and each --steer file on the same items; steering acts
 on every prompt and answer token while the choices are scored (teacher-forced log-probs, the prompt
@@ -57,7 +57,12 @@ bootstrap interval and a permutation p-value on the same items (--resamples, --s
 seed gives the same numbers).
 
 Capability retention (--kl-text FILE, one text per non-blank line): KL(unsteered || steered) of the
-next-token distributions, mean over positions in nats, and perplexity unsteered vs steered.
+next-token distributions, mean, 99th percentile and maximum over positions in nats, and perplexity
+unsteered vs steered.
+Generation check (--gen-prompts FILE, one prompt per line): a greedy generation of --gen-tokens tokens
+per prompt under every condition, each judged by the unsteered model (perplexity of the generated
+tokens) and for repetition (distinct-1/2: distinct token n-grams over n-grams), so "steers without
+breaking the text" is measured. Prompts go through the chat template when the model has one (--gen-chat).
 Gate behaviour (--gates): every steered token's gates on labelled positive/negative texts: the mean gate
 per steering attribute and the tokens per text with gate > --gate-threshold (the paper's Table 2).
 The texts are the evaluated items' examples (prompt + each choice), or all of --gate-data (only its
@@ -84,6 +89,10 @@ The texts are the evaluated items' examples (prompt + each choice), or all of --
 			floatIn(&cli.Float64Flag{Name: "gate-threshold", Value: eval.DefaultGateThreshold, Usage: "a token counts as intervened when its gate exceeds this"}, closed(0, 1)),
 			intIn(&cli.IntFlag{Name: "resamples", Value: eval.DefaultResamples, Usage: "bootstrap resamples and permutations for the intervals and paired tests"}, 100, 1_000_000),
 			&cli.Uint64Flag{Name: "stats-seed", Value: eval.DefaultStatSeed, Usage: "seed of the bootstrap and permutations (any 64-bit number but 0)"},
+			&cli.StringFlag{Name: "gen-prompts", Usage: "generation check: greedy generations of these prompts (one per line) under every condition, judged by the unsteered model's perplexity and for repetition (distinct-n)"},
+			intIn(&cli.IntFlag{Name: "gen-tokens", Value: eval.DefaultGenerationTokens, Usage: "tokens generated per --gen-prompts prompt"}, 1, 4096),
+			intIn(&cli.IntFlag{Name: "gen-limit", Usage: "use the first N prompts of --gen-prompts (0: all)"}, 0, maxCount),
+			&cli.BoolFlag{Name: "gen-chat", Usage: "wrap --gen-prompts prompts in the model's chat template (default: on when the model has one)"},
 		),
 		Action: runEval,
 	}
@@ -139,11 +148,11 @@ func splitPart(items []datasets.Item, task, part string, seed uint64) ([]dataset
 const maxTextFile = 256 << 20
 
 // readTexts reads one text per non-blank line (a regular file of at most
-// 256 MiB).
-func readTexts(path string, limit int) ([]string, error) {
+// 256 MiB) given by flag.
+func readTexts(flag, path string, limit int) ([]string, error) {
 	data, err := safefile.ReadFile(path, maxTextFile)
 	if err != nil {
-		return nil, fmt.Errorf("--kl-text: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	var out []string
@@ -158,10 +167,10 @@ func readTexts(path string, limit int) ([]string, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("--kl-text %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", flag, path, err)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("--kl-text %s: no texts", path)
+		return nil, fmt.Errorf("%s %s: no texts", flag, path)
 	}
 	return out, nil
 }
@@ -255,8 +264,8 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--resamples: %w", err)
 	}
-	if task == taskNeutral && c.String("kl-text") == "" && !c.Bool("gates") {
-		return errors.New("--task neutral needs --kl-text FILE and/or --gates --gate-data PATH")
+	if task == taskNeutral && c.String("kl-text") == "" && !c.Bool("gates") && c.String("gen-prompts") == "" {
+		return errors.New("--task neutral needs --kl-text FILE, --gen-prompts FILE and/or --gates --gate-data PATH")
 	}
 	if task == taskNeutral && c.Bool("gates") && c.String("gate-data") == "" {
 		return errors.New("--gates with --task neutral needs --gate-data PATH")
@@ -270,7 +279,7 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	if err := safefile.CheckOutputs(flagOutputs(c, "out", "plot"),
-		append(flagInputs(c, "data", "steer", "kl-text", "gate-data"), modelInput(c)...)); err != nil {
+		append(flagInputs(c, "data", "steer", "kl-text", "gate-data", "gen-prompts"), modelInput(c)...)); err != nil {
 		return err
 	}
 	split, seed := c.String("split"), c.Uint64("split-seed")
@@ -314,7 +323,14 @@ func runEval(c *cli.Context) error {
 	var texts []string
 	if p := c.String("kl-text"); p != "" {
 		var err error
-		if texts, err = readTexts(p, c.Int("kl-limit")); err != nil {
+		if texts, err = readTexts("--kl-text", p, c.Int("kl-limit")); err != nil {
+			return err
+		}
+	}
+	var genPrompts []string
+	if p := c.String("gen-prompts"); p != "" {
+		var err error
+		if genPrompts, err = readTexts("--gen-prompts", p, c.Int("gen-limit")); err != nil {
 			return err
 		}
 	}
@@ -385,6 +401,17 @@ func runEval(c *cli.Context) error {
 			return err
 		}
 		rep.Retention = &eval.RetentionReport{Source: c.String("kl-text"), MaxTokens: c.Int("kl-max-tokens"), Results: res}
+	}
+	if len(genPrompts) > 0 {
+		chat := r.Model().ChatTemplate() != ""
+		if c.IsSet("gen-chat") {
+			chat = c.Bool("gen-chat")
+		}
+		res, err := r.GenerationCheck(c.Context, genPrompts, methods, eval.GenerationOptions{MaxTokens: c.Int("gen-tokens"), Chat: chat, Progress: stderr})
+		if err != nil {
+			return err
+		}
+		rep.Generation = &eval.GenerationReport{Source: c.String("gen-prompts"), MaxTokens: c.Int("gen-tokens"), Chat: chat, Results: res}
 	}
 	if len(examples) > 0 {
 		res, err := r.GateStats(c.Context, examples, methods, eval.GateOptions{Threshold: c.Float64("gate-threshold"), Progress: stderr})

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/matsteer/matsteer/eval"
+)
+
+// eval --gen-prompts runs the generation check for every condition and
+// writes it to the report; --gen-limit and --gen-tokens bound it.
+func TestEvalGenerationCheckCLI(t *testing.T) {
+	f := newEvalFixture(t)
+	out := filepath.Join(f.dir, "gen.json")
+	stdout, stderr, err := evalCLI(t, f.args("--task", "neutral", "--gen-prompts", f.text, "--gen-tokens", "5", "--gen-limit", "1",
+		"--steer", f.steerFile, "--alpha", "0,3", "--out", out)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	rep, err := eval.ReadReport(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := rep.Generation
+	if g == nil || len(g.Results) != 3 || g.MaxTokens != 5 || g.Source != f.text {
+		t.Fatalf("generation report %+v", g)
+	}
+	for _, r := range g.Results {
+		if len(r.Samples) != 1 || r.Samples[0].Prompt != "A quiet street at dawn." || r.Samples[0].Tokens > 5 {
+			t.Errorf("%s: samples %+v", r.Name, r.Samples)
+		}
+	}
+	// α = 0 is no steering: the same text as none.
+	if g.Results[1].Samples[0].Text != g.Results[0].Samples[0].Text {
+		t.Errorf("α=0 %q, none %q", g.Results[1].Samples[0].Text, g.Results[0].Samples[0].Text)
+	}
+	if !strings.Contains(stdout, "generation check on") || !strings.Contains(stdout, "distinct-2") {
+		t.Errorf("text report:\n%s", stdout)
+	}
+	if _, _, err := evalCLI(t, f.args("--task", "neutral", "--gen-prompts", filepath.Join(f.dir, "none.txt"))...); err == nil || !strings.Contains(err.Error(), "--gen-prompts") {
+		t.Errorf("missing prompts file: %v", err)
+	}
+	if _, _, err := evalCLI(t, f.args("--task", "neutral", "--gen-prompts", f.text, "--out", f.text)...); err == nil {
+		t.Error("--out over the --gen-prompts input was accepted")
+	}
+}
