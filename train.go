@@ -58,6 +58,13 @@ type TrainOptions struct {
 	// MAT-Steer; set Method for a baseline). Its model and site fields are
 	// filled in.
 	Config *steer.TrainConfig
+	// Init, if set, warm-starts training from this steering file (the
+	// feedback loop: refine a file with new examples): its attributes that
+	// the new data has continue from their trained values, new attributes
+	// start fresh, and the others are kept as they are (see
+	// steer.TrainConfig.Init). Layer and Site default to the file's; with
+	// Config.Epochs 0 the result has the file's values exactly.
+	Init *Steering
 	// Out, if set, is where the steering file is also written (atomically;
 	// checked before any work starts).
 	Out string
@@ -69,6 +76,9 @@ type TrainOptions struct {
 func (m *Model) point(o *TrainOptions) (hooks.Point, error) {
 	n := m.llm.NLayer()
 	layer := o.Layer
+	if layer == 0 && o.Init != nil {
+		layer = o.Init.Layer()
+	}
 	if layer == 0 {
 		layer = max(1, n*2/5)
 	}
@@ -76,6 +86,9 @@ func (m *Model) point(o *TrainOptions) (hooks.Point, error) {
 		return hooks.Point{}, fmt.Errorf("TrainOptions.Layer %d is out of range [1, %d] (0: the default, %d)", o.Layer, n-1, max(1, n*2/5))
 	}
 	site := o.Site
+	if site == "" && o.Init != nil {
+		site = o.Init.Site()
+	}
 	if site == "" {
 		site = "l_out"
 	}
@@ -202,7 +215,7 @@ func (m *Model) train(ctx context.Context, ex []datasets.Example, source string,
 			return nil, fmt.Errorf("matsteer: %w", err)
 		}
 	}
-	if _, err := trainConfig(opts.Config); err != nil {
+	if _, err := trainConfig(opts); err != nil {
 		return nil, fmt.Errorf("matsteer: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "matsteer-train-")
@@ -219,11 +232,20 @@ func (m *Model) train(ctx context.Context, ex []datasets.Example, source string,
 
 // trainConfig returns a copy of cfg, or the default, validated enough to
 // fail before extraction.
-func trainConfig(cfg *steer.TrainConfig) (steer.TrainConfig, error) {
-	if cfg == nil {
-		return steer.DefaultTrainConfig(), nil
+func trainConfig(opts TrainOptions) (steer.TrainConfig, error) {
+	c := steer.DefaultTrainConfig()
+	if opts.Config != nil {
+		c = *opts.Config
 	}
-	c := *cfg
+	if opts.Init != nil {
+		if c.Init != nil {
+			return c, errors.New("TrainOptions.Init and Config.Init are both set; set one")
+		}
+		c.Init = opts.Init.File()
+		if opts.Config == nil {
+			c.NormPreserve = c.Init.NormPreserve
+		}
+	}
 	if c.Method == "" {
 		c.Method = steer.MethodMATSteer
 	}
@@ -243,7 +265,7 @@ func TrainActivations(ctx context.Context, paths []string, opts TrainOptions) (*
 	if len(paths) == 0 {
 		return nil, errors.New("matsteer: TrainActivations: no activation files")
 	}
-	cfg, err := trainConfig(opts.Config)
+	cfg, err := trainConfig(opts)
 	if err != nil {
 		return nil, fmt.Errorf("matsteer: %w", err)
 	}
