@@ -269,14 +269,14 @@ write_link_files() {
     echo "Version: ${version:-0}"
     echo 'Cflags: -I${includedir}'
     echo "Libs: $(printf '%s' "$flags" | sed "s|$prefix/|\${prefix}/|g")"
-  } >"$pc.tmp" && mv "$pc.tmp" "$pc"
-  echo "$flags" >"$prefix/lib/matsteer/ldflags"
+  } >"$pc.tmp.$$" && mv "$pc.tmp.$$" "$pc"
+  echo "$flags" >"$prefix/lib/matsteer/ldflags.tmp.$$" && mv "$prefix/lib/matsteer/ldflags.tmp.$$" "$prefix/lib/matsteer/ldflags"
   {
     echo "# Environment for \`go build\` of a program that imports github.com/matsteer/matsteer"
     echo "# outside its repository: source this file (or use pkg-config with -tags matsteer_pkgconfig)."
     echo "export CGO_CFLAGS='-I$prefix/include'"
     echo "export CGO_LDFLAGS='$flags'"
-  } >"$prefix/lib/matsteer/cgo.env"
+  } >"$prefix/lib/matsteer/cgo.env.tmp.$$" && mv "$prefix/lib/matsteer/cgo.env.tmp.$$" "$prefix/lib/matsteer/cgo.env"
 }
 
 # ensure_install BUILD: installs BUILD into BUILD/install with its link
@@ -284,8 +284,12 @@ write_link_files() {
 ensure_install() {
   local out="$1"
   [ -f "$out/install/.matsteer-complete" ] && return
-  rm -rf "$out/install"
-  install_tree "$out" "$out/install"
+  # Installed aside and moved into place, so two `make`s at once (or one
+  # interrupted) never leave a half-written install behind.
+  local tmp; tmp=$(mktemp -d "$out/.install.XXXXXX")
+  install_tree "$out" "$tmp"
+  if [ -d "$out/install" ] && [ ! -f "$out/install/.matsteer-complete" ]; then rm -rf "$out/install"; fi
+  mv -T "$tmp" "$out/install" 2>/dev/null || rm -rf "$tmp"
   write_link_files "$out/install"
   touch "$out/install/.matsteer-complete"
 }
