@@ -126,6 +126,7 @@ type Runner struct {
 	hooks  *hooks.Hooks
 	lctx   *llama.Context
 	scorer *llama.Scorer
+	multi  *llama.MultiScorer
 	batch  *llama.Batch
 }
 
@@ -143,16 +144,33 @@ func NewRunner(m *llama.Model, cat *hooks.Catalog, p llama.ContextParams) (*Runn
 	p.Hook = h
 	if p.NSeqMax == 0 {
 		// Choices are scored together, one sequence each, sharing the
-		// prompt's KV cells (llama.Scorer.ScoreAll).
-		p.NSeqMax = 16
+		// prompt's KV cells, and several items share a batch
+		// (llama.MultiScorer): up to 64 sequences, fewer when a
+		// micro-batch holds fewer tokens.
+		p.NSeqMax = runnerSeqs
+		for _, n := range []int{p.NBatch, p.NUBatch, p.NCtx} {
+			if n > 0 {
+				p.NSeqMax = min(p.NSeqMax, n)
+			}
+		}
 	}
 	lctx, err := llama.NewContext(m, p)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("eval: %w", err)
 	}
-	return &Runner{model: m, cat: cat, hooks: h, lctx: lctx, scorer: lctx.NewScorer(0), batch: llama.NewBatch(lctx.NBatch(), 1)}, nil
+	multi, err := lctx.NewMultiScorer(0)
+	if err != nil {
+		lctx.Close()
+		h.Close()
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	return &Runner{model: m, cat: cat, hooks: h, lctx: lctx, scorer: lctx.NewScorer(0), multi: multi, batch: llama.NewBatch(lctx.NBatch(), 1)}, nil
 }
+
+// runnerSeqs is the number of sequences of a runner's context unless
+// llama.ContextParams.NSeqMax says otherwise.
+const runnerSeqs = 64
 
 // Close frees the runner's context and hooks (not the model).
 func (r *Runner) Close() {
@@ -160,6 +178,7 @@ func (r *Runner) Close() {
 		return
 	}
 	r.scorer.Close()
+	r.multi.Close()
 	r.batch.Close()
 	r.lctx.Close()
 	r.hooks.Close()
@@ -300,11 +319,19 @@ func (r *Runner) scoreItem(ctx context.Context, id string, p *preparedItem) (Ite
 		return ItemScores{}, 0, fmt.Errorf("eval: item %s: %w", id, err)
 	}
 	decoded := len(p.prompt)
-	scores := make([]ChoiceScore, len(p.texts))
 	all, err := r.scorer.ScoreAll(ctx, p.texts)
 	if err != nil {
 		return ItemScores{}, 0, fmt.Errorf("eval: item %s: %w", id, err)
 	}
+	out, n := p.scores(id, all)
+	return out, decoded + n, nil
+}
+
+// scores maps the scores of p's distinct texts to its choices and returns
+// them with the number of continuation tokens decoded.
+func (p *preparedItem) scores(id string, all []llama.ContinuationScore) (ItemScores, int) {
+	decoded := 0
+	scores := make([]ChoiceScore, len(p.texts))
 	for k, toks := range p.texts {
 		scores[k] = ChoiceScore{Sum: all[k].Sum, Tokens: len(toks)}
 		decoded += len(toks) - 1
@@ -319,6 +346,33 @@ func (r *Runner) scoreItem(ctx context.Context, id string, p *preparedItem) (Ite
 			out.MC1[i] = scores[k]
 		}
 	}
+	return out, decoded
+}
+
+// scoreWindow scores several items with the installed intervention in
+// shared batches (llama.MultiScorer) and returns their scores and the
+// number of tokens decoded; the same scores as scoreItem up to the float
+// rounding of batched kernels.
+func (r *Runner) scoreWindow(ctx context.Context, items []datasets.Item, prep []*preparedItem) ([]ItemScores, int, error) {
+	reqs := make([]llama.ScoreRequest, len(prep))
+	for i, p := range prep {
+		reqs[i] = llama.ScoreRequest{Prefix: p.prompt, Conts: p.texts}
+	}
+	all, err := r.multi.Score(ctx, reqs)
+	if err != nil {
+		var re *llama.RequestError
+		if errors.As(err, &re) {
+			return nil, 0, fmt.Errorf("eval: item %s: %w", items[re.Index].ID, re.Err)
+		}
+		return nil, 0, fmt.Errorf("eval: items %s to %s: %w", items[0].ID, items[len(items)-1].ID, err)
+	}
+	out := make([]ItemScores, len(prep))
+	decoded := 0
+	for i, p := range prep {
+		sc, n := p.scores(items[i].ID, all[i])
+		out[i] = sc
+		decoded += len(p.prompt) + n
+	}
 	return out, decoded, nil
 }
 
@@ -331,6 +385,28 @@ type Options struct {
 	// Stats controls the intervals and paired tests added by Analyze
 	// (zero: the defaults).
 	Stats StatOptions
+	// BatchItems is the number of items scored together under each
+	// condition, their prompts and choices sharing batches (0:
+	// DefaultBatchItems; 1: one item at a time, its prompt decoded
+	// before its choices; at most MaxBatchItems).
+	BatchItems int
+}
+
+// DefaultBatchItems is the default Options.BatchItems.
+const DefaultBatchItems = 16
+
+// MaxBatchItems bounds Options.BatchItems.
+const MaxBatchItems = 4096
+
+// batchItems returns the window size o asks for, checked.
+func (o Options) batchItems() (int, error) {
+	switch {
+	case o.BatchItems == 0:
+		return DefaultBatchItems, nil
+	case o.BatchItems < 0 || o.BatchItems > MaxBatchItems:
+		return 0, fmt.Errorf("eval: %d items per batch: want 1 to %d (0: %d)", o.BatchItems, MaxBatchItems, DefaultBatchItems)
+	}
+	return o.BatchItems, nil
 }
 
 // Timing is the time a condition took.
@@ -376,8 +452,8 @@ func headline(task string) string {
 	return MetricAcc
 }
 
-// Evaluate scores every item under every condition (item by item, all
-// conditions for each item) and returns one result per condition, in the
+// Evaluate scores every item under every condition (Options.BatchItems
+// items at a time, all conditions for each window of items) and returns one result per condition, in the
 // order of methods, with per-item scores in Items and the statistics of
 // Analyze (intervals, paired tests). Steering is active for
 // every decoded token of prompt and answers. Cancelling ctx stops the run
@@ -390,6 +466,10 @@ func (r *Runner) Evaluate(ctx context.Context, task string, items []datasets.Ite
 		return nil, err
 	}
 	if _, err := opts.Stats.withDefaults(); err != nil {
+		return nil, err
+	}
+	window, err := opts.batchItems()
+	if err != nil {
 		return nil, err
 	}
 	if len(items) == 0 {
@@ -421,39 +501,52 @@ func (r *Runner) Evaluate(ctx context.Context, task string, items []datasets.Ite
 		defer bar.Finish()
 	}
 	key := headline(task)
-	for i, it := range items {
+	for w := 0; w < len(items); w += window {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		end := min(w+window, len(items))
 		for j, m := range methods {
 			t0 := time.Now()
 			if err := r.install(m); err != nil {
 				return nil, err
 			}
-			sc, n, err := r.scoreItem(ctx, it.ID, prep[i])
+			var scores []ItemScores
+			var n int
+			var err error
+			if window == 1 {
+				var sc ItemScores
+				sc, n, err = r.scoreItem(ctx, items[w].ID, prep[w])
+				scores = []ItemScores{sc}
+			} else {
+				scores, n, err = r.scoreWindow(ctx, items[w:end], prep[w:end])
+			}
 			if err != nil {
 				return nil, ctxErr(ctx, fmt.Errorf("%w (method %s)", err, m.Name))
 			}
 			elapsed[j] += time.Since(t0)
 			results[j].Timing.Tokens += n
-			o, err := ItemOutcome(task, it, sc)
-			if err != nil {
-				return nil, err
-			}
-			results[j].Items[i] = ItemResult{ItemScores: sc, Outcome: o}
-			if key == MetricMC2 {
-				running[j] += *o.MC2
-			} else if o.Correct {
-				running[j]++
+			for i := w; i < end; i++ {
+				sc := scores[i-w]
+				o, err := ItemOutcome(task, items[i], sc)
+				if err != nil {
+					return nil, err
+				}
+				results[j].Items[i] = ItemResult{ItemScores: sc, Outcome: o}
+				if key == MetricMC2 {
+					running[j] += *o.MC2
+				} else if o.Correct {
+					running[j]++
+				}
 			}
 		}
 		if bar != nil {
 			parts := make([]string, len(methods))
 			for j, m := range methods {
-				parts[j] = fmt.Sprintf("%s %.3f", m.Name, running[j]/float64(i+1))
+				parts[j] = fmt.Sprintf("%s %.3f", m.Name, running[j]/float64(end))
 			}
 			bar.SetStatus(key + ": " + strings.Join(parts, " | "))
-			bar.Add(1)
+			bar.Add(int64(end - w))
 		}
 	}
 	for j := range results {

@@ -83,7 +83,7 @@ func (s *Scorer) Score(ctx context.Context, cont []Token) (ContinuationScore, er
 		}
 	}
 	out.PerToken = make([]float64, len(cont))
-	out.PerToken[0] = tokenLogProb(s.prefixLogits, cont[0])
+	out.PerToken[0] = scoreLogProb(s.prefixLogits, cont[0])
 	defer s.ctx.RemoveTokens(s.seq, s.prefixLen, -1)
 	seqs := []int{s.seq}
 	// Token i's logits predict token i+1; the last token needs no logits.
@@ -105,7 +105,7 @@ func (s *Scorer) Score(ctx context.Context, cont []Token) (ContinuationScore, er
 			if err != nil {
 				return out, fmt.Errorf("score: %w", err)
 			}
-			out.PerToken[i+1] = tokenLogProb(lg, cont[i+1])
+			out.PerToken[i+1] = scoreLogProb(lg, cont[i+1])
 		}
 	}
 	for _, v := range out.PerToken {
@@ -152,7 +152,7 @@ func (s *Scorer) ScoreAll(ctx context.Context, conts [][]Token) ([]ContinuationS
 			}
 		}
 		out[k].PerToken = make([]float64, len(cont))
-		out[k].PerToken[0] = tokenLogProb(s.prefixLogits, cont[0])
+		out[k].PerToken[0] = scoreLogProb(s.prefixLogits, cont[0])
 	}
 	// Free sequence ids: every id but the prefix's.
 	var free []int
@@ -193,7 +193,7 @@ func (s *Scorer) ScoreAll(ctx context.Context, conts [][]Token) ([]ContinuationS
 				if err != nil {
 					return fmt.Errorf("score: %w", err)
 				}
-				out[g.cont].PerToken[i+1] = tokenLogProb(lg, cont[i+1])
+				out[g.cont].PerToken[i+1] = scoreLogProb(lg, cont[i+1])
 			}
 		}
 		return nil

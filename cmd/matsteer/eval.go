@@ -89,6 +89,7 @@ The texts are the evaluated items' examples (prompt + each choice), or all of --
 			floatIn(&cli.Float64Flag{Name: "gate-threshold", Value: eval.DefaultGateThreshold, Usage: "a token counts as intervened when its gate exceeds this"}, closed(0, 1)),
 			intIn(&cli.IntFlag{Name: "resamples", Value: eval.DefaultResamples, Usage: "bootstrap resamples and permutations for the intervals and paired tests"}, 100, 1_000_000),
 			&cli.Uint64Flag{Name: "stats-seed", Value: eval.DefaultStatSeed, Usage: "seed of the bootstrap and permutations (any 64-bit number but 0)"},
+			intIn(&cli.IntFlag{Name: "batch-items", Value: eval.DefaultBatchItems, Usage: "items scored together, sharing batches (1: one item at a time; the scores agree up to float rounding)"}, 1, eval.MaxBatchItems),
 			&cli.StringFlag{Name: "gen-prompts", Usage: "generation check: greedy generations of these prompts (one per line) under every condition, judged by the unsteered model's perplexity and for repetition (distinct-n)"},
 			intIn(&cli.IntFlag{Name: "gen-tokens", Value: eval.DefaultGenerationTokens, Usage: "tokens generated per --gen-prompts prompt"}, 1, 4096),
 			intIn(&cli.IntFlag{Name: "gen-limit", Usage: "use the first N prompts of --gen-prompts (0: all)"}, 0, maxCount),
@@ -384,7 +385,7 @@ func runEval(c *cli.Context) error {
 	stderr := c.App.ErrWriter
 
 	if len(items) > 0 {
-		res, err := r.Evaluate(c.Context, task, items, methods, eval.Options{Progress: stderr, Stats: stats})
+		res, err := r.Evaluate(c.Context, task, items, methods, eval.Options{Progress: stderr, Stats: stats, BatchItems: c.Int("batch-items")})
 		if err != nil {
 			return err
 		}
