@@ -84,8 +84,8 @@ func (s *MultiScorer) BatchTokens() int { return s.maxTokens }
 // plan is one request's place in a batch.
 type plan struct {
 	req       int
-	prefixOut int   // output index of the prefix's last token
-	contOut   []int // output index of each continuation's first token (-1: single token)
+	prefixOut int   // batch index of the prefix's last token
+	contOut   []int // batch index of each continuation's first token (-1: single token)
 }
 
 // check validates a request; it returns the tokens and sequences it needs
@@ -228,7 +228,7 @@ func (s *MultiScorer) Score(ctx context.Context, reqs []ScoreRequest) ([][]Conti
 		for j, t := range r.Prefix {
 			last := j == len(r.Prefix)-1
 			if last {
-				p.prefixOut = s.batch.Outputs()
+				p.prefixOut = s.batch.Len()
 			}
 			if err := s.batch.Add(t, j, seqList, last); err != nil {
 				return nil, fmt.Errorf("score: %w", err)
@@ -240,7 +240,7 @@ func (s *MultiScorer) Score(ctx context.Context, reqs []ScoreRequest) ([][]Conti
 				p.contOut[k] = -1
 				continue
 			}
-			p.contOut[k] = s.batch.Outputs()
+			p.contOut[k] = s.batch.Len()
 			for j := 0; j < len(cont)-1; j++ {
 				if err := s.batch.Add(cont[j], len(r.Prefix)+j, []int{seq}, true); err != nil {
 					return nil, fmt.Errorf("score: %w", err)
