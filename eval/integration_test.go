@@ -64,9 +64,28 @@ func TestSmolLM2TruthfulQA(t *testing.T) {
 		t.Fatal(err)
 	}
 	methods := []Method{Unsteered(), {Name: "probe", Intervention: iv, Options: steer.DefaultApplyOptions()}}
-	res, err := r.Evaluate(context.Background(), datasets.TaskTruthfulQA, items, methods, Options{})
+	// One item at a time: the prompt and the choices are decoded in
+	// batches of the sizes ContinuationLogProb uses (below).
+	res, err := r.Evaluate(context.Background(), datasets.TaskTruthfulQA, items, methods, Options{BatchItems: 1})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Several items at once give the same scores: the runner's micro-batches
+	// (RunnerUBatch) keep llama.cpp's CPU flash attention on one path
+	// whatever shares the batch (measured: identical; allowed 1e-4 nats).
+	batched, err := r.Evaluate(context.Background(), datasets.TaskTruthfulQA, items, methods, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := range methods {
+		for i := range items {
+			for k, want := range res[j].Items[i].Choices {
+				got := batched[j].Items[i].Choices[k]
+				if d := math.Abs(got.Sum - want.Sum); got.Tokens != want.Tokens || !(d <= 1e-4) {
+					t.Errorf("%s item %d choice %d: batched %v, one at a time %v", methods[j].Name, i, k, got, want)
+				}
+			}
+		}
 	}
 	for _, m := range res {
 		mc2 := m.Metrics[MetricMC2]

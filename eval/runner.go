@@ -142,13 +142,16 @@ func NewRunner(m *llama.Model, cat *hooks.Catalog, p llama.ContextParams) (*Runn
 	}
 	h := hooks.New(cat)
 	p.Hook = h
+	if p.NUBatch == 0 {
+		p.NUBatch = RunnerUBatch
+	}
 	if p.NSeqMax == 0 {
 		// Choices are scored together, one sequence each, sharing the
 		// prompt's KV cells, and several items share a batch
-		// (llama.MultiScorer): up to 64 sequences, fewer when a
-		// micro-batch holds fewer tokens.
-		p.NSeqMax = runnerSeqs
-		for _, n := range []int{p.NBatch, p.NUBatch, p.NCtx} {
+		// (llama.MultiScorer): as many sequences as a micro-batch holds
+		// tokens.
+		p.NSeqMax = p.NUBatch
+		for _, n := range []int{p.NBatch, p.NCtx} {
 			if n > 0 {
 				p.NSeqMax = min(p.NSeqMax, n)
 			}
@@ -168,9 +171,14 @@ func NewRunner(m *llama.Model, cat *hooks.Catalog, p llama.ContextParams) (*Runn
 	return &Runner{model: m, cat: cat, hooks: h, lctx: lctx, scorer: lctx.NewScorer(0), multi: multi, batch: llama.NewBatch(lctx.NBatch(), 1)}, nil
 }
 
-// runnerSeqs is the number of sequences of a runner's context unless
-// llama.ContextParams.NSeqMax says otherwise.
-const runnerSeqs = 64
+// RunnerUBatch is the micro-batch of a runner's context unless
+// llama.ContextParams.NUBatch says otherwise. llama.cpp's CPU flash
+// attention takes a tiled path (F32 accumulation) for micro-batches of 64
+// rows or more and a row path (F16 accumulation) below, and the two differ
+// by up to ~0.1 nats per token on SmolLM2; micro-batches below 64 rows keep
+// every row on the row path, so a choice's score does not depend on how
+// many tokens share its batch (Options.BatchItems, the prompt's length).
+const RunnerUBatch = 63
 
 // Close frees the runner's context and hooks (not the model).
 func (r *Runner) Close() {

@@ -2,7 +2,9 @@ package llama
 
 import (
 	"context"
+	"errors"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -98,5 +100,118 @@ func testMultiScorerMatches(t *testing.T, m *Model, p ContextParams) {
 	}
 	if n := c.SequenceMaxPos(0); n != -1 {
 		t.Errorf("KV memory not cleared: sequence 0 ends at %d", n)
+	}
+}
+
+// Requests too large for one batch (more tokens than n_batch, more
+// continuations than sequences) are scored prefix first, as Scorer does.
+func TestMultiScorerLargeRequests(t *testing.T) {
+	m := randomModel(t)
+	c := newContext(t, m, ContextParams{NCtx: 512, NBatch: 64, NSeqMax: 4})
+	reqs := multiRequests(t, m)
+	long, _ := m.Tokenize(strings.Repeat("the cat of a dog ", 20), true, false)
+	if len(long) <= 64 {
+		t.Fatalf("long prefix has %d tokens", len(long))
+	}
+	reqs = append(reqs, ScoreRequest{Prefix: long, Conts: reqs[0].Conts})
+	many := ScoreRequest{Prefix: reqs[1].Prefix}
+	for i := 0; i < 6; i++ {
+		many.Conts = append(many.Conts, reqs[i%len(reqs)].Conts[0])
+	}
+	reqs = append(reqs, many)
+	want := scoreOneByOne(t, c, reqs)
+	ms, err := c.NewMultiScorer(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	got, err := ms.Score(context.Background(), reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range reqs {
+		for k := range reqs[i].Conts {
+			if d := math.Abs(got[i][k].Sum - want[i][k].Sum); !(d <= 1e-3) {
+				t.Errorf("request %d continuation %d: %v, want %v", i, k, got[i][k].Sum, want[i][k].Sum)
+			}
+		}
+	}
+}
+
+func TestMultiScorerBadInputs(t *testing.T) {
+	m := randomModel(t)
+	c := newContext(t, m, ContextParams{NCtx: 256, NBatch: 32, NSeqMax: 4})
+	ms, err := c.NewMultiScorer(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.Close()
+	if _, err := c.NewMultiScorer(-1); err == nil {
+		t.Error("negative batch budget accepted")
+	}
+	good := multiRequests(t, m)[0]
+	longCont := make([]Token, 40) // 39 tokens to decode > n_batch 32
+	for i := range longCont {
+		longCont[i] = 5
+	}
+	longPrefix := make([]Token, 256)
+	for i := range longPrefix {
+		longPrefix[i] = 5
+	}
+	cases := []struct {
+		name string
+		req  ScoreRequest
+		want string
+	}{
+		{"continuation longer than n_batch", ScoreRequest{Prefix: good.Prefix, Conts: [][]Token{longCont}}, "exceeds n_batch"},
+		{"prompt longer than the context", ScoreRequest{Prefix: longPrefix, Conts: good.Conts}, "does not fit the context"},
+		{"empty prefix", ScoreRequest{Conts: good.Conts}, "empty prefix"},
+		{"empty continuation", ScoreRequest{Prefix: good.Prefix, Conts: [][]Token{{}}}, "is empty"},
+		{"token out of vocabulary", ScoreRequest{Prefix: good.Prefix, Conts: [][]Token{{Token(m.NVocab())}}}, "out of vocabulary"},
+		{"prefix token out of vocabulary", ScoreRequest{Prefix: []Token{-1}, Conts: good.Conts}, "out of vocabulary"},
+	}
+	for _, tc := range cases {
+		_, err := ms.Score(context.Background(), []ScoreRequest{good, tc.req})
+		var re *RequestError
+		if !errors.As(err, &re) || re.Index != 1 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want request 1: %q", tc.name, err, tc.want)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := ms.Score(ctx, []ScoreRequest{good}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+	// Still usable, and nothing is left in the KV memory.
+	if _, err := ms.Score(context.Background(), []ScoreRequest{good}); err != nil {
+		t.Errorf("after cancel: %v", err)
+	}
+	if n := c.SequenceMaxPos(0); n != -1 {
+		t.Errorf("KV memory not cleared: sequence 0 ends at %d", n)
+	}
+}
+
+// fastLogSumExp is logSumExp bit for bit, special values included.
+func TestFastLogSumExpIdentical(t *testing.T) {
+	seed := uint64(1)
+	next := func() float32 {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		return float32(int64(seed>>11)%20000-10000) / 700
+	}
+	for n := 1; n < 300; n += 37 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = next()
+		}
+		if a, b := fastLogSumExp(v), logSumExp(v); a != b {
+			t.Errorf("n=%d: %v != %v", n, a, b)
+		}
+	}
+	inf := float32(math.Inf(1))
+	for _, v := range [][]float32{{}, {float32(math.Inf(-1)), 1}, {inf, 1}, {1, float32(math.NaN()), 2}, {float32(math.NaN())}} {
+		a, b := fastLogSumExp(v), logSumExp(v)
+		if a != b && !(math.IsNaN(a) && math.IsNaN(b)) {
+			t.Errorf("%v: %v != %v", v, a, b)
+		}
 	}
 }
