@@ -13,16 +13,22 @@
 // An item's prompt is tokenized with the model's special tokens (BOS) and
 // every choice without them; both without parsing special-token text, so
 // dataset text cannot inject control tokens. The prompt is evaluated once
-// per item and condition (llama.Scorer.SetPrefix) and every choice is
-// scored after it with KV reuse (Scorer.Score): the score of a choice is
-// the sum over its tokens of log p(token | prompt, earlier choice tokens),
-// in nats, teacher-forced. A steering intervention is installed on the
-// context's hooks for the whole item, so it acts on every decoded row,
-// prompt and answer tokens alike, each gated by its own activation (the
-// paper's token semantics). Because steering changes the prompt's KV
-// entries, the prompt is evaluated again for every condition.
-// Conditions are run item by item (all conditions for item 1, then item
-// 2, ...), so an interrupted run would still compare like with like.
+// per item and condition and every choice is scored after it with KV reuse
+// (each choice in a sequence of its own sharing the prompt's KV cells): the
+// score of a choice is the sum over its tokens of log p(token | prompt,
+// earlier choice tokens), in nats, teacher-forced. Options.BatchItems items
+// (16 by default) are scored together, their prompts and choices sharing
+// batches (llama.MultiScorer); 1 decodes each prompt, then its choices
+// (llama.Scorer). The runner's micro-batches of 63 rows (RunnerUBatch) keep
+// llama.cpp's CPU attention on one kernel path, so the scores do not depend
+// on what shares a batch. A steering intervention is installed on the
+// context's hooks for the whole window of items, so it acts on every
+// decoded row, prompt and answer tokens alike, each gated by its own
+// activation (the paper's token semantics). Because steering changes the
+// prompt's KV entries, the prompt is evaluated again for every condition.
+// Conditions are run window by window (all conditions for items 1..16,
+// then 17..32, ...), so an interrupted run would still compare like with
+// like.
 //
 // # Metrics
 //
