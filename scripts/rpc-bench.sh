@@ -83,7 +83,7 @@ printf '%-6s %-10s %8s %9s\n' round mode tok/s ms/token
 for round in $(seq "$ROUNDS"); do
   declare -A tps=()
   for mode in unsteered steered; do
-    read -r gen t < <(run "$mode")
+    read -r gen t < <(run "$mode") && [ -n "$gen" ] || exit 1
     tps[$mode]="$t"
     awk -v r="$round" -v m="$mode" -v t="$t" 'BEGIN{printf "%-6s %-10s %8.1f %9.2f\n", r, m, t, 1000/t}'
   done
@@ -101,7 +101,7 @@ sum_trace() { cat "$work"/trace* | awk '/= [0-9]+$/{b+=$NF; n++} END{print b+0, 
 declare -A bytes=() calls=() gens=()
 for mode in unsteered steered; do
   start_servers strace
-  read -r gen t < <(run "$mode")
+  read -r gen t < <(run "$mode") && [ -n "$gen" ] || exit 1
   stop_servers
   read -r b c < <(sum_trace)
   bytes[$mode]=$b calls[$mode]=$c gens[$mode]=$gen
