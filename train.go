@@ -8,13 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
-	"github.com/matsteer/matsteer/acts"
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/extract"
 	"github.com/matsteer/matsteer/hooks"
 	"github.com/matsteer/matsteer/internal/safefile"
+	"github.com/matsteer/matsteer/internal/trainset"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/steer"
 )
@@ -278,10 +277,11 @@ func TrainActivations(ctx context.Context, paths []string, opts TrainOptions) (*
 			return nil, fmt.Errorf("matsteer: %w", err)
 		}
 	}
-	data, meta, rows, err := readActivations(paths)
+	set, err := trainset.Read(paths)
 	if err != nil {
 		return nil, fmt.Errorf("matsteer: %w", err)
 	}
+	meta := set.Meta
 	cfg.Site, cfg.Layer = meta.Site, meta.Layer
 	cfg.ModelArch, cfg.ModelName = meta.ModelArch, meta.ModelName
 	if cfg.ModelID == "" {
@@ -290,7 +290,7 @@ func TrainActivations(ctx context.Context, paths []string, opts TrainOptions) (*
 	if cfg.Progress == nil {
 		cfg.Progress = opts.Progress
 	}
-	f, log, err := steer.Train(ctx, data, cfg)
+	f, log, err := steer.Train(ctx, set.Attrs, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("matsteer: train: %w", err)
 	}
@@ -301,8 +301,9 @@ func TrainActivations(ctx context.Context, paths []string, opts TrainOptions) (*
 	}
 	for i, p := range paths {
 		f.Training["data."+strconv.Itoa(i)+".file"] = filepath.Base(p)
+		f.Training["data."+strconv.Itoa(i)+".sha256"] = set.SHA256[i]
 	}
-	f.Training["data.rows"] = strconv.Itoa(rows)
+	f.Training["data.rows"] = strconv.Itoa(set.Rows)
 	if meta.TokenMode != "" {
 		f.Training["token_mode"] = meta.TokenMode
 	}
@@ -316,71 +317,4 @@ func TrainActivations(ctx context.Context, paths []string, opts TrainOptions) (*
 		}
 	}
 	return s, nil
-}
-
-// readActivations reads activation files and groups their rows by
-// attribute name, checking that the files agree.
-func readActivations(paths []string) ([]steer.AttributeData, acts.Meta, int, error) {
-	var data []steer.AttributeData
-	var first acts.Meta
-	index := map[string]int{}
-	rows := 0
-	for fi, path := range paths {
-		af, err := acts.Open(path)
-		if err != nil {
-			return nil, first, 0, err
-		}
-		meta := af.Meta
-		vecs, err := af.Vectors()
-		af.Close()
-		if err != nil {
-			return nil, first, 0, err
-		}
-		if fi == 0 {
-			first = meta
-		} else if meta.ModelArch != first.ModelArch || meta.ModelName != first.ModelName || meta.NEmbd != first.NEmbd ||
-			meta.Layer != first.Layer || meta.Site != first.Site {
-			return nil, first, 0, fmt.Errorf("activation files %s and %s come from different models or points (%s %s %s-%d, %d wide; %s %s %s-%d, %d wide)",
-				paths[0], path, first.ModelArch, first.ModelName, first.Site, first.Layer, first.NEmbd, meta.ModelArch, meta.ModelName, meta.Site, meta.Layer, meta.NEmbd)
-		}
-		d := meta.NEmbd
-		for i, r := range af.Rows {
-			if int(r.Attribute) < 0 || int(r.Attribute) >= len(meta.Attributes) {
-				return nil, first, 0, fmt.Errorf("%s: row %d has attribute index %d of %d", path, i, r.Attribute, len(meta.Attributes))
-			}
-			name := meta.Attributes[r.Attribute]
-			t, ok := index[name]
-			if !ok {
-				t = len(data)
-				index[name] = t
-				data = append(data, steer.AttributeData{Name: name})
-			}
-			row := make([]float64, d)
-			for j, v := range vecs[i*d : (i+1)*d] {
-				row[j] = float64(v)
-			}
-			switch r.Label {
-			case 1:
-				data[t].Pos = append(data[t].Pos, row)
-			case 0:
-				data[t].Neg = append(data[t].Neg, row)
-			default:
-				return nil, first, 0, fmt.Errorf("%s: row %d has label %d (want 0 or 1)", path, i, r.Label)
-			}
-		}
-		rows += len(af.Rows)
-	}
-	var missing []string
-	for _, a := range data {
-		if len(a.Pos) == 0 || len(a.Neg) == 0 {
-			missing = append(missing, fmt.Sprintf("%s (%d positive, %d negative rows)", a.Name, len(a.Pos), len(a.Neg)))
-		}
-	}
-	switch {
-	case len(data) == 0:
-		return nil, first, 0, errors.New("the activation files hold no rows")
-	case len(missing) > 0:
-		return nil, first, 0, fmt.Errorf("training needs positive and negative rows of every attribute: %s", strings.Join(missing, ", "))
-	}
-	return data, first, rows, nil
 }

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +11,7 @@ import (
 
 	"github.com/matsteer/matsteer/acts"
 	"github.com/matsteer/matsteer/internal/safefile"
+	"github.com/matsteer/matsteer/internal/trainset"
 	"github.com/matsteer/matsteer/steer"
 )
 
@@ -127,81 +125,6 @@ Examples:
 }
 
 // trainData is what train needs from the activation files.
-type trainData struct {
-	attrs        []steer.AttributeData
-	meta         acts.Meta // of the first file
-	fingerprints []string  // sha256 per file
-	rows         int
-}
-
-// loadTrainActs reads the activation files and groups their rows by attribute
-// name. All files must describe the same model, site, layer and width.
-func loadTrainActs(paths []string) (*trainData, error) {
-	if len(paths) == 0 {
-		return nil, fmt.Errorf("no --acts files")
-	}
-	td := &trainData{}
-	index := map[string]int{}
-	for fi, path := range paths {
-		sum, err := fileSHA256(path)
-		if err != nil {
-			return nil, err
-		}
-		af, err := acts.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		m := af.Meta
-		if fi == 0 {
-			td.meta = m
-		} else if err := sameActsMeta(td.meta, m, paths[0], path); err != nil {
-			af.Close()
-			return nil, err
-		}
-		vecs, err := af.Vectors()
-		af.Close()
-		if err != nil {
-			return nil, err
-		}
-		d := m.NEmbd
-		for i, r := range af.Rows {
-			if int(r.Attribute) < 0 || int(r.Attribute) >= len(m.Attributes) {
-				return nil, fmt.Errorf("%s: row %d has attribute index %d, the file names %d attributes", path, i, r.Attribute, len(m.Attributes))
-			}
-			name := m.Attributes[r.Attribute]
-			t, ok := index[name]
-			if !ok {
-				t = len(td.attrs)
-				index[name] = t
-				td.attrs = append(td.attrs, steer.AttributeData{Name: name})
-			}
-			row := make([]float64, d)
-			for j, v := range vecs[i*d : (i+1)*d] {
-				row[j] = float64(v)
-			}
-			switch r.Label {
-			case 1:
-				td.attrs[t].Pos = append(td.attrs[t].Pos, row)
-			case 0:
-				td.attrs[t].Neg = append(td.attrs[t].Neg, row)
-			default:
-				return nil, fmt.Errorf("%s: row %d has label %d (want 0 or 1)", path, i, r.Label)
-			}
-		}
-		td.rows += len(af.Rows)
-		td.fingerprints = append(td.fingerprints, sum)
-	}
-	if len(td.attrs) == 0 {
-		return nil, fmt.Errorf("the activation files hold no rows")
-	}
-	for _, a := range td.attrs {
-		if len(a.Pos) == 0 || len(a.Neg) == 0 {
-			return nil, fmt.Errorf("attribute %q has %d positive and %d negative rows across %s; training needs both", a.Name, len(a.Pos), len(a.Neg), strings.Join(paths, ", "))
-		}
-	}
-	return td, nil
-}
-
 // defaultLambdaNeutral is --lambda-neutral's default: λ_sparse's paper value.
 const defaultLambdaNeutral = 0.9
 
@@ -209,7 +132,7 @@ const defaultLambdaNeutral = 0.9
 // match the training files' model, site, layer and width (meta, from
 // first).
 func loadNeutralActs(path string, meta acts.Meta, first string) ([][]float64, string, error) {
-	sum, err := fileSHA256(path)
+	sum, err := trainset.FileSHA256(path)
 	if err != nil {
 		return nil, "", fmt.Errorf("--neutral-acts: %w", err)
 	}
@@ -218,7 +141,7 @@ func loadNeutralActs(path string, meta acts.Meta, first string) ([][]float64, st
 		return nil, "", fmt.Errorf("--neutral-acts: %w", err)
 	}
 	defer af.Close()
-	if err := sameActsMeta(meta, af.Meta, first, path); err != nil {
+	if err := trainset.SameMeta(meta, af.Meta, first, path); err != nil {
 		return nil, "", fmt.Errorf("--neutral-acts: %w", err)
 	}
 	vecs, err := af.Vectors()
@@ -231,46 +154,9 @@ func loadNeutralActs(path string, meta acts.Meta, first string) ([][]float64, st
 	}
 	rows := make([][]float64, len(af.Rows))
 	for i := range rows {
-		rows[i] = make([]float64, d)
-		for j, v := range vecs[i*d : (i+1)*d] {
-			rows[i][j] = float64(v)
-		}
+		rows[i] = trainset.Float64s(vecs[i*d : (i+1)*d])
 	}
 	return rows, sum, nil
-}
-
-func sameActsMeta(a, b acts.Meta, pa, pb string) error {
-	diff := func(what string, x, y any) error {
-		return fmt.Errorf("activation files disagree: %s has %s %v, %s has %v", pb, what, y, pa, x)
-	}
-	switch {
-	case a.ModelArch != b.ModelArch:
-		return diff("model architecture", a.ModelArch, b.ModelArch)
-	case a.ModelName != b.ModelName:
-		return diff("model name", a.ModelName, b.ModelName)
-	case a.NEmbd != b.NEmbd:
-		return diff("n_embd", a.NEmbd, b.NEmbd)
-	case a.Layer != b.Layer:
-		return diff("layer", a.Layer, b.Layer)
-	case a.Site != b.Site:
-		return diff("site", a.Site, b.Site)
-	case a.Extra["model_sha256"] != b.Extra["model_sha256"]:
-		return diff("model_sha256", a.Extra["model_sha256"], b.Extra["model_sha256"])
-	}
-	return nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, _, err := safefile.Open(path, safefile.Unlimited) // regular files only: never a FIFO or /dev/zero
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // trainConfigFromFlags builds the training configuration: the --preset,
@@ -374,7 +260,7 @@ func runTrain(c *cli.Context) error {
 		if cfg.Init, err = steer.ReadFile(initPath); err != nil {
 			return fmt.Errorf("--init: %w", err)
 		}
-		if initSHA, err = fileSHA256(initPath); err != nil {
+		if initSHA, err = trainset.FileSHA256(initPath); err != nil {
 			return fmt.Errorf("--init: %w", err)
 		}
 		// The file's norm preservation unless a flag says otherwise (a
@@ -383,11 +269,11 @@ func runTrain(c *cli.Context) error {
 			cfg.NormPreserve = cfg.Init.NormPreserve
 		}
 	}
-	td, err := loadTrainActs(c.StringSlice("acts"))
+	td, err := trainset.Read(c.StringSlice("acts"))
 	if err != nil {
 		return err
 	}
-	m := td.meta
+	m := td.Meta
 	var neutralSums []string
 	for _, p := range neutralPaths {
 		rows, sum, err := loadNeutralActs(p, m, c.StringSlice("acts")[0])
@@ -399,7 +285,7 @@ func runTrain(c *cli.Context) error {
 	}
 	cfg.Site, cfg.Layer = m.Site, m.Layer
 	cfg.ModelArch, cfg.ModelName, cfg.ModelID = m.ModelArch, m.ModelName, m.Extra["model_sha256"]
-	f, log, err := steer.Train(c.Context, td.attrs, cfg)
+	f, log, err := steer.Train(c.Context, td.Attrs, cfg)
 	if err != nil {
 		if cfg.Init != nil {
 			return fmt.Errorf("--init %s: %w", initPath, err)
@@ -412,9 +298,9 @@ func runTrain(c *cli.Context) error {
 	}
 	for i, path := range c.StringSlice("acts") {
 		f.Training["data."+strconv.Itoa(i)+".file"] = filepath.Base(path)
-		f.Training["data."+strconv.Itoa(i)+".sha256"] = td.fingerprints[i]
+		f.Training["data."+strconv.Itoa(i)+".sha256"] = td.SHA256[i]
 	}
-	f.Training["data.rows"] = strconv.Itoa(td.rows)
+	f.Training["data.rows"] = strconv.Itoa(td.Rows)
 	for i, path := range neutralPaths {
 		f.Training["neutral."+strconv.Itoa(i)+".file"] = filepath.Base(path)
 		f.Training["neutral."+strconv.Itoa(i)+".sha256"] = neutralSums[i]

@@ -13,6 +13,7 @@ import (
 
 	"github.com/matsteer/matsteer/acts"
 	"github.com/matsteer/matsteer/internal/testenv"
+	"github.com/matsteer/matsteer/internal/trainset"
 	"github.com/matsteer/matsteer/steer"
 )
 
@@ -52,7 +53,7 @@ func TestTrainInitCLI(t *testing.T) {
 	if !strings.Contains(stdout, "warm start from "+old+": refined truth, tox; added none; kept unchanged (no rows) none") {
 		t.Errorf("output: %q", stdout)
 	}
-	sum, _ := fileSHA256(old)
+	sum, _ := trainset.FileSHA256(old)
 	if z.Training["init.file"] != "old.gguf" || z.Training["init.sha256"] != sum || z.Training["epochs_run"] != "0" {
 		t.Errorf("training metadata: %v", z.Training)
 	}
@@ -402,7 +403,7 @@ func TestTrainNeutralCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, _ := fileSHA256(n)
+	sum, _ := trainset.FileSHA256(n)
 	if f.Training["n_neutral"] != "50" || f.Training["lambda_neutral"] != "0.9" || f.Training["neutral.0.file"] != "n.safetensors" || f.Training["neutral.0.sha256"] != sum || f.Training["loss.neutral"] == "" {
 		t.Errorf("training metadata: %v", f.Training)
 	}
