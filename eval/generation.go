@@ -72,39 +72,9 @@ func (r *Runner) GenerationCheck(ctx context.Context, prompts []string, methods 
 	if err := checkMethods(methods); err != nil {
 		return nil, err
 	}
-	if len(prompts) == 0 {
-		return nil, errors.New("eval: generation check: no prompts")
-	}
-	maxTok := opts.MaxTokens
-	if maxTok == 0 {
-		maxTok = DefaultGenerationTokens
-	}
-	if maxTok < 1 {
-		return nil, fmt.Errorf("eval: generation check: %d tokens per prompt, want at least 1", maxTok)
-	}
-	toks := make([][]llama.Token, len(prompts))
-	for i, p := range prompts {
-		text := p
-		if opts.Chat {
-			tmpl := r.model.ChatTemplate()
-			if tmpl == "" {
-				return nil, errors.New("eval: generation check: the model has no chat template")
-			}
-			var err error
-			text, err = r.model.ApplyChatTemplate(tmpl, []llama.ChatMessage{{Role: "user", Content: p}}, true)
-			if err != nil {
-				return nil, fmt.Errorf("eval: generation check: prompt %d: %w", i+1, err)
-			}
-		}
-		tk, err := r.model.Tokenize(text, true, opts.Chat)
-		if err != nil {
-			return nil, fmt.Errorf("eval: generation check: prompt %d: %w", i+1, err)
-		}
-		if len(tk)+maxTok > r.lctx.NCtx() {
-			return nil, fmt.Errorf("eval: generation check: prompt %d is %d tokens; with %d generated it does not fit the context of %d",
-				i+1, len(tk), maxTok, r.lctx.NCtx())
-		}
-		toks[i] = tk
+	toks, maxTok, err := r.generationPrompts(prompts, opts)
+	if err != nil {
+		return nil, err
 	}
 	defer r.hooks.Clear()
 	var bar *progress.Bar
@@ -184,6 +154,53 @@ func (r *Runner) GenerationCheck(ctx context.Context, prompts []string, methods 
 		}
 	}
 	return out, nil
+}
+
+// CheckGeneration reports whether GenerationCheck can run prompts with
+// opts (the model's chat template, every prompt plus its tokens within the
+// context) without running anything: a caller checks it before other work.
+func (r *Runner) CheckGeneration(prompts []string, opts GenerationOptions) error {
+	_, _, err := r.generationPrompts(prompts, opts)
+	return err
+}
+
+// generationPrompts tokenizes the prompts and resolves MaxTokens.
+func (r *Runner) generationPrompts(prompts []string, opts GenerationOptions) ([][]llama.Token, int, error) {
+	if len(prompts) == 0 {
+		return nil, 0, errors.New("eval: generation check: no prompts")
+	}
+	maxTok := opts.MaxTokens
+	if maxTok == 0 {
+		maxTok = DefaultGenerationTokens
+	}
+	if maxTok < 1 {
+		return nil, 0, fmt.Errorf("eval: generation check: %d tokens per prompt, want at least 1", maxTok)
+	}
+	toks := make([][]llama.Token, len(prompts))
+	for i, p := range prompts {
+		text := p
+		if opts.Chat {
+			tmpl := r.model.ChatTemplate()
+			if tmpl == "" {
+				return nil, 0, errors.New("eval: generation check: the model has no chat template")
+			}
+			var err error
+			text, err = r.model.ApplyChatTemplate(tmpl, []llama.ChatMessage{{Role: "user", Content: p}}, true)
+			if err != nil {
+				return nil, 0, fmt.Errorf("eval: generation check: prompt %d: %w", i+1, err)
+			}
+		}
+		tk, err := r.model.Tokenize(text, true, opts.Chat)
+		if err != nil {
+			return nil, 0, fmt.Errorf("eval: generation check: prompt %d: %w", i+1, err)
+		}
+		if len(tk)+maxTok > r.lctx.NCtx() {
+			return nil, 0, fmt.Errorf("eval: generation check: prompt %d is %d tokens; with %d generated it does not fit the context of %d",
+				i+1, len(tk), maxTok, r.lctx.NCtx())
+		}
+		toks[i] = tk
+	}
+	return toks, maxTok, nil
 }
 
 // distinctN is the number of distinct n-grams of toks over the number of

@@ -71,6 +71,18 @@ func main() {
 		fmt.Fprintf(os.Stderr, "matsteer-study: -gen-tokens %d: out of range, want 1..4096\n", cfg.genTokens)
 		os.Exit(2)
 	}
+	// The generation check runs last: a bad prompts file fails now, not
+	// after the study's training and evaluation.
+	if cfg.genPrompts != "" {
+		st, err := os.Stat(cfg.genPrompts)
+		if err == nil && !st.Mode().IsRegular() {
+			err = fmt.Errorf("%s is not a regular file", cfg.genPrompts)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "matsteer-study: -gen-prompts: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	for _, s := range strings.Split(layers, ",") {
 		l, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {

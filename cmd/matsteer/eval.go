@@ -383,6 +383,18 @@ func runEval(c *cli.Context) error {
 	defer r.Close()
 	rep.Context = runnerContext(c, r)
 	stderr := c.App.ErrWriter
+	var genOpts eval.GenerationOptions
+	if len(genPrompts) > 0 {
+		chat := r.Model().ChatTemplate() != ""
+		if c.IsSet("gen-chat") {
+			chat = c.Bool("gen-chat")
+		}
+		genOpts = eval.GenerationOptions{MaxTokens: c.Int("gen-tokens"), Chat: chat, Progress: stderr}
+		// Prompts that do not fit fail now, not after the other analyses.
+		if err := r.CheckGeneration(genPrompts, genOpts); err != nil {
+			return fmt.Errorf("--gen-prompts: %w", err)
+		}
+	}
 
 	if len(items) > 0 {
 		res, err := r.Evaluate(c.Context, task, items, methods, eval.Options{Progress: stderr, Stats: stats, BatchItems: c.Int("batch-items")})
@@ -404,15 +416,11 @@ func runEval(c *cli.Context) error {
 		rep.Retention = &eval.RetentionReport{Source: c.String("kl-text"), MaxTokens: c.Int("kl-max-tokens"), Results: res}
 	}
 	if len(genPrompts) > 0 {
-		chat := r.Model().ChatTemplate() != ""
-		if c.IsSet("gen-chat") {
-			chat = c.Bool("gen-chat")
-		}
-		res, err := r.GenerationCheck(c.Context, genPrompts, methods, eval.GenerationOptions{MaxTokens: c.Int("gen-tokens"), Chat: chat, Progress: stderr})
+		res, err := r.GenerationCheck(c.Context, genPrompts, methods, genOpts)
 		if err != nil {
 			return err
 		}
-		rep.Generation = &eval.GenerationReport{Source: c.String("gen-prompts"), MaxTokens: c.Int("gen-tokens"), Chat: chat, Results: res}
+		rep.Generation = &eval.GenerationReport{Source: c.String("gen-prompts"), MaxTokens: c.Int("gen-tokens"), Chat: genOpts.Chat, Results: res}
 	}
 	if len(examples) > 0 {
 		res, err := r.GateStats(c.Context, examples, methods, eval.GateOptions{Threshold: c.Float64("gate-threshold"), Progress: stderr})

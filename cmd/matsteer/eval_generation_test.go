@@ -41,6 +41,11 @@ func TestEvalGenerationCheckCLI(t *testing.T) {
 	if _, _, err := evalCLI(t, f.args("--task", "neutral", "--gen-prompts", filepath.Join(f.dir, "none.txt"))...); err == nil || !strings.Contains(err.Error(), "--gen-prompts") {
 		t.Errorf("missing prompts file: %v", err)
 	}
+	// A prompt that cannot fit fails before the multiple-choice items run.
+	_, stderr, err = evalCLI(t, f.args("--task", "truthfulqa", "--data", f.data, "--gen-prompts", f.text, "--gen-tokens", "4000")...)
+	if err == nil || !strings.Contains(err.Error(), "does not fit the context") || strings.Contains(stderr, "truthfulqa") {
+		t.Errorf("too long for the context: %v\n%s", err, stderr)
+	}
 	if _, _, err := evalCLI(t, f.args("--task", "neutral", "--gen-prompts", f.text, "--out", f.text)...); err == nil {
 		t.Error("--out over the --gen-prompts input was accepted")
 	}
