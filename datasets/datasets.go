@@ -134,7 +134,14 @@
 // round(train·K) keys to train, the next ones up to round((train+dev)·K) to
 // dev and the rest to test, where K is the number of keys and the fractions
 // are normalised to sum to 1. The result depends only on the set of keys and
-// the seed, not on the input order; every part keeps the input order.
+// the seed, not on the input order. Every part comes in balanced order
+// (Balanced): its items' strata (BBQ category, ToxiGen target group, pair
+// attribute; see Item.Stratum) interleaved round-robin, each stratum in a
+// seeded pseudo-random order, so a prefix of a part (`--limit N` of
+// `matsteer extract` and `matsteer eval`) is spread evenly over the
+// categories rather than taken in file order (BBQ's files are one category
+// each). SplitExamples, for examples read from JSONL, keeps the input
+// order.
 // DefaultSplit gives the fractions used throughout: TruthfulQA 0.4/0.1/0.5
 // (the MAT-Steer paper); BBQ and ToxiGen, which have no official split, half
 // for test and the rest 80/20 train/dev, also 0.4/0.1/0.5; generic JSONL
@@ -330,15 +337,77 @@ func assignParts(keys []string, f Fractions, seed uint64) map[string]int {
 }
 
 // Split divides items into train, dev and test parts by their split key
-// (see the package documentation). The fractions are relative weights; Split
-// panics if one is negative or not finite or they sum to 0 (check with
-// Fractions.Validate for input from users).
+// (see the package documentation) and puts every part in Balanced order,
+// so that its first N items are spread evenly over the strata. The
+// fractions are relative weights; Split panics if one is negative or not
+// finite or they sum to 0 (check with Fractions.Validate for input from
+// users).
 func Split(items []Item, train, dev, test float64, seed uint64) (tr, dv, te []Item) {
-	return splitBy(items, Item.SplitKey, Fractions{train, dev, test}, seed)
+	tr, dv, te = splitBy(items, Item.SplitKey, Fractions{train, dev, test}, seed)
+	return Balanced(tr, seed), Balanced(dv, seed), Balanced(te, seed)
+}
+
+// Stratum returns the category an item is balanced over (Balanced): BBQ's
+// category, ToxiGen's target group, a pair item's attribute, otherwise
+// Meta["category"] (TruthfulQA's CSV has one; its JSON files do not, so
+// their items form one stratum).
+func (it Item) Stratum() string {
+	switch it.Task {
+	case TaskToxiGen:
+		return it.Meta["group"]
+	case TaskPairs:
+		return it.Meta["attribute"]
+	}
+	return it.Meta["category"]
+}
+
+// Balanced returns the items in balanced order: within each stratum
+// (Item.Stratum) a seeded pseudo-random order (a hash of the seed and the
+// item ID), and the strata interleaved round-robin in sorted order, one
+// item of each in turn until each runs out. The first N items thus hold
+// about N/S items of each of S strata (all of a stratum's items when it
+// has fewer), a stratum's items are not taken in file order, and the
+// result depends only on the set of items and the seed. items is not
+// modified.
+func Balanced(items []Item, seed uint64) []Item {
+	if len(items) == 0 {
+		return items
+	}
+	type keyed struct {
+		h   uint64
+		i   int
+		key string
+	}
+	strata := map[string][]keyed{}
+	for i, it := range items {
+		s := it.Stratum()
+		strata[s] = append(strata[s], keyed{splitHash(seed, "balance\x00"+it.ID), i, it.ID})
+	}
+	names := make([]string, 0, len(strata))
+	for s, xs := range strata {
+		names = append(names, s)
+		sort.SliceStable(xs, func(a, b int) bool {
+			if xs[a].h != xs[b].h {
+				return xs[a].h < xs[b].h
+			}
+			return xs[a].key < xs[b].key
+		})
+	}
+	sort.Strings(names)
+	out := make([]Item, 0, len(items))
+	for round := 0; len(out) < len(items); round++ {
+		for _, s := range names {
+			if xs := strata[s]; round < len(xs) {
+				out = append(out, items[xs[round].i])
+			}
+		}
+	}
+	return out
 }
 
 // SplitExamples divides examples by their split key with the same rule as
-// Split: Examples(Split(items)) and SplitExamples(Examples(items)) agree.
+// Split: Examples(Split(items)) and SplitExamples(Examples(items)) hold the
+// same examples (the latter in input order).
 func SplitExamples(ex []Example, train, dev, test float64, seed uint64) (tr, dv, te []Example) {
 	return splitBy(ex, Example.SplitKey, Fractions{train, dev, test}, seed)
 }

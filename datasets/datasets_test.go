@@ -61,15 +61,12 @@ func TestSplit(t *testing.T) {
 	if n := len(keys); countKeys(tr) != 72 || countKeys(dv) != 19 || countKeys(te) != n-91 {
 		t.Errorf("keys per part %d/%d/%d of %d, want 72/19/%d", countKeys(tr), countKeys(dv), countKeys(te), n, n-91)
 	}
-	// No key on two sides; every part keeps input order.
-	index := map[string]int{}
-	for i, it := range items {
-		index[it.ID] = i
-	}
+	// No key on two sides; every part is in Balanced order (one stratum
+	// here: a seeded order, not the input order).
 	side := map[string]int{}
 	for p, part := range [][]Item{tr, dv, te} {
-		if !slices.IsSortedFunc(part, func(a, b Item) int { return index[a.ID] - index[b.ID] }) {
-			t.Errorf("part %d not in input order", p)
+		if !reflect.DeepEqual(ids(part), ids(Balanced(part, 7))) {
+			t.Errorf("part %d not in balanced order", p)
 		}
 		for _, it := range part {
 			if s, ok := side[it.SplitKey()]; ok && s != p {
@@ -100,10 +97,14 @@ func TestSplit(t *testing.T) {
 	if tr5, dv5, te5 := Split(items, 1, 0, 0, 7); len(tr5) != len(items) || dv5 != nil || te5 != nil {
 		t.Error("1/0/0 does not put everything in train")
 	}
-	// Examples(Split(items)) == SplitExamples(Examples(items)).
+	// Examples(Split(items)) and SplitExamples(Examples(items)) hold the
+	// same examples (in balanced and in input order).
 	ex := Examples(items, "a")
 	etr, edv, ete := SplitExamples(ex, 0.4, 0.1, 0.5, 7)
-	for p, pair := range [][2]any{{Examples(tr, "a"), etr}, {Examples(dv, "a"), edv}, {Examples(te, "a"), ete}} {
+	bySample := func(a, b Example) int { return int((a.SampleID >> 32) - (b.SampleID >> 32)) }
+	for p, pair := range [][2][]Example{{Examples(tr, "a"), etr}, {Examples(dv, "a"), edv}, {Examples(te, "a"), ete}} {
+		slices.SortFunc(pair[0], bySample)
+		slices.SortFunc(pair[1], bySample)
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			t.Errorf("part %d: SplitExamples disagrees with Split", p)
 		}
