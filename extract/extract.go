@@ -21,6 +21,7 @@ import (
 	"github.com/matsteer/matsteer/acts"
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/hooks"
+	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/progress"
 )
@@ -41,6 +42,12 @@ type Options struct {
 	// NoTruncate is set. 0 means the context's n_batch.
 	MaxTokens  int
 	NoTruncate bool
+	// KeepSpecial keeps rows of control tokens (BOS, chat-turn markers)
+	// and of chat-template scaffolding (the role header after a turn
+	// marker) among the captured rows. By default they are dropped: the
+	// rule is intervene.Scaffold's, the one steering uses to leave them
+	// unsteered. With --tokens last the last row not dropped is kept.
+	KeepSpecial bool
 	// Source is recorded in the file's metadata (dataset paths).
 	Source string
 	// Extra is added to the file's metadata.
@@ -60,17 +67,39 @@ type text struct {
 	tokens    []llama.Token
 	respStart int // first token of the response
 	attr      int32
+	skip      []bool // special rows (nil: none)
+	last      int    // the last position not skipped (-1: none)
 }
 
 // keep reports whether position pos of t is captured in mode.
 func (t *text) keep(mode string, pos int) bool {
+	if t.skip != nil && t.skip[pos] {
+		return false
+	}
 	switch mode {
 	case TokensLast:
-		return pos == len(t.tokens)-1
+		return pos == t.last
 	case TokensResponse:
 		return pos >= t.respStart
 	default:
 		return true
+	}
+}
+
+// markSpecial sets t.skip and t.last.
+func (t *text) markSpecial(s *intervene.SpecialTokens) {
+	t.last = len(t.tokens) - 1
+	if s == nil {
+		return
+	}
+	var sc intervene.Scaffold
+	t.skip = make([]bool, len(t.tokens))
+	t.last = -1
+	for pos, tok := range t.tokens {
+		t.skip[pos] = sc.Skip(s, tok, pos)
+		if !t.skip[pos] {
+			t.last = pos
+		}
 	}
 }
 
@@ -117,6 +146,10 @@ func Run(ctx context.Context, lctx *llama.Context, h *hooks.Hooks, examples []da
 		attrIndex[a] = int32(i)
 	}
 
+	var special *intervene.SpecialTokens
+	if !opts.KeepSpecial {
+		special = intervene.SpecialTokensOf(m)
+	}
 	texts := make([]text, len(examples))
 	for i := range examples {
 		e := &examples[i]
@@ -149,6 +182,7 @@ func Run(ctx context.Context, lctx *llama.Context, h *hooks.Hooks, examples []da
 			return st, fmt.Errorf("extract: %s: empty response, nothing to capture with --tokens response", e.Source)
 		}
 		texts[i] = text{ex: e, tokens: toks, respStart: respStart, attr: attrIndex[e.Attribute]}
+		texts[i].markSpecial(special)
 		st.Tokens += len(toks)
 	}
 	if st.Truncated > 0 && opts.Warn != nil {
@@ -158,7 +192,14 @@ func Run(ctx context.Context, lctx *llama.Context, h *hooks.Hooks, examples []da
 	meta := acts.Meta{
 		ModelArch: m.Arch(), ModelName: m.Name(), NEmbd: m.NEmbd(),
 		Layer: opts.Point.Layer, Site: opts.Point.Site, TokenMode: mode,
-		Attributes: attrs, Source: opts.Source, Extra: opts.Extra,
+		Attributes: attrs, Source: opts.Source, Extra: map[string]string{},
+	}
+	for k, v := range opts.Extra {
+		meta.Extra[k] = v
+	}
+	meta.Extra["special_rows"] = "dropped"
+	if opts.KeepSpecial {
+		meta.Extra["special_rows"] = "kept"
 	}
 	w, err := acts.Create(out, meta)
 	if err != nil {

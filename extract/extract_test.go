@@ -168,3 +168,40 @@ func TestExtractBadInput(t *testing.T) {
 		t.Errorf("output after truncation: %v", err)
 	}
 }
+
+// Control-token rows (here BOS) are dropped by default and kept with
+// KeepSpecial; the file records which.
+func TestExtractDropsSpecialRows(t *testing.T) {
+	e := newEnv(t)
+	point := hooks.Point{Site: "l_out", Layer: 1}
+	ex := testExamples()
+	for _, keep := range []bool{false, true} {
+		out := filepath.Join(t.TempDir(), "acts.safetensors")
+		lctx, h := e.context(t, 64, 4)
+		st, err := Run(context.Background(), lctx, h, ex, out, Options{Point: point, Tokens: TokensAll, KeepSpecial: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := st.Tokens - len(ex) // one BOS per text
+		if keep {
+			want = st.Tokens
+		}
+		if st.Rows != want {
+			t.Fatalf("keep special %v: %d rows of %d tokens, want %d", keep, st.Rows, st.Tokens, want)
+		}
+		f, err := acts.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bos := 0
+		for _, r := range f.Rows {
+			if r.Position == 0 {
+				bos++
+			}
+		}
+		if wantMeta := map[bool]string{false: "dropped", true: "kept"}[keep]; f.Meta.Extra["special_rows"] != wantMeta || (bos > 0) != keep {
+			t.Fatalf("keep special %v: special_rows %q, %d rows at position 0", keep, f.Meta.Extra["special_rows"], bos)
+		}
+		f.Close()
+	}
+}

@@ -19,13 +19,16 @@ import (
 )
 
 // RowAudit describes one steered row: the token, its position and sequence,
-// each attribute's gate and the size of the change ‖ã − a‖.
+// each attribute's gate and the size of the change ‖ã − a‖. A row left
+// unsteered because its token is a control token or chat-template
+// scaffolding (see SpecialTokens) has Skipped set, every gate 0 and Delta 0.
 type RowAudit struct {
-	Token llama.Token
-	Pos   int
-	Seq   int
-	Gates []float32 // in Intervention.Attributes() order; valid during the call only
-	Delta float32
+	Token   llama.Token
+	Pos     int
+	Seq     int
+	Gates   []float32 // in Intervention.Attributes() order; valid during the call only
+	Delta   float32
+	Skipped bool
 }
 
 // AuditFunc receives the audit of every steered row.
@@ -43,6 +46,12 @@ type Intervention struct {
 	deltas  []float32
 	nAttr   int
 	active  bool
+
+	// special is nil when special rows are steered too
+	// (ApplyOptions.SteerSpecial); scaffolds holds each sequence's state.
+	special   *SpecialTokens
+	scaffolds map[int]*Scaffold
+	skip      []bool
 }
 
 // Check validates f against the model and the hook catalog and returns the
@@ -74,7 +83,12 @@ func New(f *steer.File, opts steer.ApplyOptions, m *llama.Model, cat *hooks.Cata
 	for _, s := range effective(f, opts) {
 		active = active || s != 0
 	}
-	return &Intervention{file: f, applier: a, point: p, nAttr: len(f.Attributes), active: active}, nil
+	iv := &Intervention{file: f, applier: a, point: p, nAttr: len(f.Attributes), active: active}
+	if !opts.SteerSpecial {
+		iv.special = SpecialTokensOf(m)
+		iv.scaffolds = map[int]*Scaffold{}
+	}
+	return iv, nil
 }
 
 // effective returns α·s_t per attribute (NewApplier has validated opts).
@@ -106,24 +120,75 @@ func (iv *Intervention) Active() bool { return iv.active }
 // SetAudit installs (or with nil removes) a per-row audit callback.
 func (iv *Intervention) SetAudit(fn AuditFunc) { iv.audit = fn }
 
+// SkipsSpecial reports whether the intervention leaves control tokens and
+// chat-template scaffolding unsteered (the default; see SpecialTokens).
+func (iv *Intervention) SkipsSpecial() bool { return iv.special != nil }
+
 // Intervene implements hooks.Intervention.
 func (iv *Intervention) Intervene(r *hooks.Rows) error {
 	if r.NEmbd != iv.applier.NEmbd() {
 		return fmt.Errorf("steering: tensor %s has rows of %d values, the steering file has n_embd=%d", r.Point, r.NEmbd, iv.applier.NEmbd())
 	}
-	if iv.audit == nil {
+	nSkip := 0
+	if iv.special != nil {
+		if cap(iv.skip) < r.N {
+			iv.skip = make([]bool, r.N)
+		}
+		iv.skip = iv.skip[:r.N]
+		for i := 0; i < r.N; i++ {
+			tok, pos, seq := r.Token(i)
+			sc := iv.scaffolds[seq]
+			if sc == nil {
+				sc = &Scaffold{}
+				iv.scaffolds[seq] = sc
+			}
+			iv.skip[i] = sc.Skip(iv.special, tok, pos)
+			if iv.skip[i] {
+				nSkip++
+			}
+		}
+	}
+	if iv.audit == nil && nSkip == 0 {
 		iv.applier.Apply(r.Data, nil, nil)
 		return nil
 	}
-	if cap(iv.gates) < r.N*iv.nAttr {
-		iv.gates = make([]float32, r.N*iv.nAttr)
-		iv.deltas = make([]float32, r.N)
+	var gates, deltas []float32
+	if iv.audit != nil {
+		if cap(iv.gates) < r.N*iv.nAttr {
+			iv.gates = make([]float32, r.N*iv.nAttr)
+			iv.deltas = make([]float32, r.N)
+		}
+		gates, deltas = iv.gates[:r.N*iv.nAttr], iv.deltas[:r.N]
 	}
-	gates, deltas := iv.gates[:r.N*iv.nAttr], iv.deltas[:r.N]
-	iv.applier.Apply(r.Data, gates, deltas)
+	if nSkip == 0 {
+		iv.applier.Apply(r.Data, gates, deltas)
+	} else {
+		// Steer each run of rows that are not skipped.
+		d, T := r.NEmbd, iv.nAttr
+		for i := 0; i < r.N; {
+			j := i + 1
+			for j < r.N && iv.skip[j] == iv.skip[i] {
+				j++
+			}
+			if iv.skip[i] {
+				if gates != nil {
+					clear(gates[i*T : j*T])
+					clear(deltas[i:j])
+				}
+			} else if gates != nil {
+				iv.applier.Apply(r.Data[i*d:j*d], gates[i*T:j*T], deltas[i:j])
+			} else {
+				iv.applier.Apply(r.Data[i*d:j*d], nil, nil)
+			}
+			i = j
+		}
+	}
+	if iv.audit == nil {
+		return nil
+	}
 	for i := 0; i < r.N; i++ {
 		tok, pos, seq := r.Token(i)
-		iv.audit(RowAudit{Token: tok, Pos: pos, Seq: seq, Gates: gates[i*iv.nAttr : (i+1)*iv.nAttr], Delta: deltas[i]})
+		iv.audit(RowAudit{Token: tok, Pos: pos, Seq: seq, Gates: gates[i*iv.nAttr : (i+1)*iv.nAttr], Delta: deltas[i], Skipped: nSkip > 0 && iv.skip[i]})
 	}
 	return nil
 }

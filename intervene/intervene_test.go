@@ -104,7 +104,7 @@ func TestSteeringChangesLogitsAndZeroStrengthIsIdentity(t *testing.T) {
 	var rows int
 	off.SetAudit(func(a RowAudit) {
 		rows++
-		if len(a.Gates) != 2 || a.Delta != 0 || a.Gates[1] != 1 {
+		if len(a.Gates) != 2 || a.Delta != 0 || (a.Gates[1] != 1) != a.Skipped { // skipped (BOS): gates 0
 			t.Errorf("audit %+v", a)
 		}
 	})
@@ -129,7 +129,13 @@ func TestSteeringAuditReportsGates(t *testing.T) {
 		t.Fatalf("%d audited rows, want 6", len(audits))
 	}
 	for i, a := range audits {
-		if a.Pos != i || a.Gates[0] <= 0 || a.Gates[0] >= 1 || a.Delta <= 0 {
+		if i == 0 { // BOS, a control token: left unsteered
+			if !a.Skipped || a.Gates[0] != 0 || a.Delta != 0 {
+				t.Fatalf("BOS row audit %+v", a)
+			}
+			continue
+		}
+		if a.Pos != i || a.Skipped || a.Gates[0] <= 0 || a.Gates[0] >= 1 || a.Delta <= 0 {
 			t.Fatalf("row %d audit %+v", i, a)
 		}
 	}

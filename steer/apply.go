@@ -20,6 +20,12 @@ const MaxStrength = 1e3
 type ApplyOptions struct {
 	Global    float64
 	Strengths map[string]float64
+	// SteerSpecial steers rows of control tokens and chat-template
+	// scaffolding too. By default (false) package intervene leaves them
+	// as they are: steering vectors are trained on dataset text, and
+	// their gates are not meant for "<|im_start|>", "user", "assistant".
+	// An Applier steers every row it is given either way.
+	SteerSpecial bool
 }
 
 // DefaultApplyOptions returns α = 1 and every strength 1.

@@ -83,6 +83,7 @@ The texts are the evaluated items' examples (prompt + each choice), or all of --
 			&cli.StringFlag{Name: "kl-text", Usage: "neutral text file (one text per line) for KL divergence and perplexity"},
 			intIn(&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts of --kl-text (0: all)"}, 0, maxCount),
 			intIn(&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut --kl-text texts to N tokens (at most --ctx)"}, 2, maxCtx),
+			steerSpecialFlag(),
 			&cli.BoolFlag{Name: "gates", Usage: "report gate statistics on labelled positive/negative texts"},
 			&cli.StringFlag{Name: "gate-data", Usage: "labelled texts for --gates (any format matsteer extract reads; default: the evaluated items)"},
 			intIn(&cli.IntFlag{Name: "gate-limit", Value: 200, Usage: "use the first N texts for --gates (0: all)"}, 0, maxCount),
@@ -237,7 +238,7 @@ func loadMethods(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]eval.Met
 			if n := names[name]; n > 1 {
 				name += "#" + strconv.Itoa(n)
 			}
-			meth, err := eval.NewMethod(name, path, files[i], steer.ApplyOptions{Global: alpha, Strengths: own[i]}, m, cat)
+			meth, err := eval.NewMethod(name, path, files[i], steer.ApplyOptions{Global: alpha, Strengths: own[i], SteerSpecial: c.Bool("steer-special")}, m, cat)
 			if err != nil {
 				return nil, err
 			}

@@ -18,11 +18,12 @@ type tokenGates struct {
 	attrs   []string
 	byPos   map[int][]float32
 	deltas  map[int]float32
+	skipped map[int]bool
 	nPrompt int
 }
 
 func newTokenGates(ivs []*intervene.Intervention) *tokenGates {
-	tg := &tokenGates{byPos: map[int][]float32{}, deltas: map[int]float32{}}
+	tg := &tokenGates{byPos: map[int][]float32{}, deltas: map[int]float32{}, skipped: map[int]bool{}}
 	for _, iv := range ivs {
 		off := len(tg.attrs)
 		tg.attrs = append(tg.attrs, iv.Attributes()...)
@@ -35,6 +36,9 @@ func newTokenGates(ivs []*intervene.Intervention) *tokenGates {
 			copy(g[off:], a.Gates)
 			tg.byPos[a.Pos] = g
 			tg.deltas[a.Pos] += a.Delta
+			if a.Skipped {
+				tg.skipped[a.Pos] = true
+			}
 		})
 	}
 	return tg
@@ -47,6 +51,9 @@ type auditRecord struct {
 	Token    string             `json:"token"`
 	Gates    map[string]float32 `json:"gates"`
 	Delta    float32            `json:"delta"`
+	// Skipped: a control token or chat-template scaffolding, left
+	// unsteered (gates 0; see --steer-special).
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 // records lists one audit record per token that went through the model.
@@ -67,7 +74,7 @@ func (tg *tokenGates) records(m *llama.Model, toks []llama.Token) []auditRecord 
 				gates[a] = g[i]
 			}
 		}
-		out = append(out, auditRecord{Position: pos, Phase: phase, TokenID: tok, Token: m.TokenPiece(tok), Gates: gates, Delta: tg.deltas[pos]})
+		out = append(out, auditRecord{Position: pos, Phase: phase, TokenID: tok, Token: m.TokenPiece(tok), Gates: gates, Delta: tg.deltas[pos], Skipped: tg.skipped[pos]})
 	}
 	return out
 }

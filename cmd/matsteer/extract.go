@@ -40,6 +40,7 @@ Several --data flags may be given; their examples are extracted into one file.`,
 			intIn(&cli.IntFlag{Name: "limit", Usage: "use at most N examples per dataset (0: all)"}, 0, maxCount),
 			intIn(&cli.IntFlag{Name: "max-tokens", Usage: "longest text in tokens, at most --batch; longer ones are cut from the left with a warning (0: --batch)"}, 0, maxBatch),
 			&cli.BoolFlag{Name: "no-truncate", Usage: "fail on texts longer than --max-tokens instead of cutting them"},
+			&cli.BoolFlag{Name: "keep-special", Usage: "keep rows of control tokens (BOS, <|im_start|>, ...) and of the chat template's role headers (default: dropped, as steering leaves them unsteered)"},
 			intIn(&cli.IntFlag{Name: "batch", Value: 512, Usage: "tokens per decode (texts are packed into batches; --ctx must hold one batch)"}, 1, maxBatch),
 			intIn(&cli.IntFlag{Name: "seqs", Value: 16, Usage: "texts per batch at most (a batch of --batch tokens holds at most --batch texts)"}, 1, maxSeqs),
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output activation file (.safetensors)"},
@@ -123,7 +124,7 @@ func runExtract(c *cli.Context) error {
 	path, _ := modelPath(c)
 	start := time.Now()
 	st, err := extract.Run(c.Context, lctx, h, examples, out, extract.Options{
-		Point: point, Tokens: c.String("tokens"), MaxTokens: c.Int("max-tokens"), NoTruncate: c.Bool("no-truncate"),
+		Point: point, Tokens: c.String("tokens"), MaxTokens: c.Int("max-tokens"), NoTruncate: c.Bool("no-truncate"), KeepSpecial: c.Bool("keep-special"),
 		Source: strings.Join(c.StringSlice("data"), ","), Extra: map[string]string{"model_file": filepath.Base(path)},
 		Progress: os.Stderr, Warn: os.Stderr,
 	})

@@ -19,7 +19,14 @@ func steerFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "steer", Usage: "steering `FILE` from matsteer train (repeatable; one per site and layer)"},
 		&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strength, NAME=X[,NAME=X...] (default 1; 0 switches an attribute off)"},
 		floatIn(&cli.Float64Flag{Name: "global", Value: 1, Usage: "global strength α multiplying every attribute"}, closed(0, steer.MaxStrength)),
+		steerSpecialFlag(),
 	}
+}
+
+// steerSpecialFlag is --steer-special: by default rows of control tokens
+// and chat-template scaffolding are left unsteered (intervene.SpecialTokens).
+func steerSpecialFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "steer-special", Usage: "steer control tokens (<|im_start|>, BOS, ...) and the chat template's role headers too (default: left unsteered)"}
 }
 
 // loadInterventions reads the --steer files and checks them against the
@@ -49,7 +56,7 @@ func loadInterventions(c *cli.Context, m *llama.Model, cat *hooks.Catalog) ([]*i
 	points := map[hooks.Point]string{}
 	var ivs []*intervene.Intervention
 	for i, path := range paths {
-		iv, err := intervene.New(files[i], steer.ApplyOptions{Global: c.Float64("global"), Strengths: own[i]}, m, cat)
+		iv, err := intervene.New(files[i], steer.ApplyOptions{Global: c.Float64("global"), Strengths: own[i], SteerSpecial: c.Bool("steer-special")}, m, cat)
 		if err != nil {
 			return nil, fmt.Errorf("steering file %s: %w", path, err)
 		}
