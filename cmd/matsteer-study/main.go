@@ -10,6 +10,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,10 +37,16 @@ type config struct {
 	layers                        []int
 	alphas                        string
 	threads                       int
-	trainLimit                    map[string]int
-	devLimit, testLimit           map[string]int
-	lambdas                       map[string][3]string
-	extraTrainFlags               string
+	// trainItems, devItems and testItems are items per task (0: the whole
+	// part), taken from the front of each part of the split, which
+	// datasets.Split puts in balanced order (categories interleaved).
+	trainItems, devItems, testItems map[string]int
+	lambdas                         map[string][3]string
+	extraTrainFlags                 string
+	seeds                           []uint64
+	fractions                       []float64
+	// seed is the split seed of one run of the protocol (runSeed).
+	seed uint64
 }
 
 var tasks = []string{"truthfulqa", "bbq", "toxigen"}
@@ -47,9 +54,22 @@ var tasks = []string{"truthfulqa", "bbq", "toxigen"}
 // primary is each task's headline metric (higher is better).
 var primary = map[string]string{"truthfulqa": "mc2", "bbq": "acc", "toxigen": "acc"}
 
+// Default set sizes, in items per task (TruthfulQA, BBQ, ToxiGen; 0: the
+// whole part of the split). Test: every TruthfulQA question and ToxiGen
+// pair of the test part, and 600 BBQ items (100 from each of its 6
+// categories; the whole part, 5,988 items, would take hours). Dev: every
+// TruthfulQA question (82) and ToxiGen pair (28) of the dev part, 120 BBQ
+// items. Train: 170 TruthfulQA questions (about 1,200 answers), 200 BBQ
+// items (600 answers, about 33 per category) and every ToxiGen pair.
+const (
+	defaultTrainItems = "170,200,0"
+	defaultDevItems   = "0,120,0"
+	defaultTestItems  = "0,600,0"
+)
+
 func main() {
 	var cfg config
-	var layers string
+	var layers, seeds, fractions, trainItems, devItems, testItems string
 	flag.StringVar(&cfg.bin, "bin", "bin/matsteer", "matsteer binary")
 	flag.StringVar(&cfg.model, "model", "", "GGUF model (default: matsteer's default model); another model gets its own work and results folders")
 	dataDir, _ := datasets.DataDir()
@@ -66,35 +86,16 @@ func main() {
 	flag.StringVar(&cfg.alphas, "alphas", "1,2", "global strengths to sweep on dev when -max-kl is 0")
 	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
 	flag.StringVar(&cfg.extraTrainFlags, "train-flags", "", "extra flags for every `matsteer train --method mat-steer`")
+	flag.StringVar(&seeds, "seeds", "0", "split seeds: the whole protocol (split, extract, train, calibrate, select, test) runs once per seed, and the summary gives mean ± standard deviation across seeds")
+	flag.StringVar(&fractions, "fractions", "", "data efficiency: after selection, retrain each method's chosen setting on these fractions of the training items (e.g. 0.1,0.25,0.5; 1 is the main result), calibrate under the same budget and test; empty: none")
+	flag.StringVar(&trainItems, "train-items", defaultTrainItems, "training items per task (TruthfulQA questions, BBQ items, ToxiGen pairs; 0: the whole train part), taken evenly across categories")
+	flag.StringVar(&devItems, "dev-items", defaultDevItems, "dev items per task (as -train-items)")
+	flag.StringVar(&testItems, "test-items", defaultTestItems, "test items per task (as -train-items)")
 	flag.Parse()
-	if cfg.genTokens < 1 || cfg.genTokens > 4096 {
-		fmt.Fprintf(os.Stderr, "matsteer-study: -gen-tokens %d: out of range, want 1..4096\n", cfg.genTokens)
+	if err := cfg.parse(layers, seeds, fractions, trainItems, devItems, testItems); err != nil {
+		fmt.Fprintf(os.Stderr, "matsteer-study: %v\n", err)
 		os.Exit(2)
 	}
-	// The generation check runs last: a bad prompts file fails now, not
-	// after the study's training and evaluation.
-	if cfg.genPrompts != "" {
-		st, err := os.Stat(cfg.genPrompts)
-		if err == nil && !st.Mode().IsRegular() {
-			err = fmt.Errorf("%s is not a regular file", cfg.genPrompts)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "matsteer-study: -gen-prompts: %v\n", err)
-			os.Exit(2)
-		}
-	}
-	for _, s := range strings.Split(layers, ",") {
-		l, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "matsteer-study: bad -layers %q\n", layers)
-			os.Exit(2)
-		}
-		cfg.layers = append(cfg.layers, l)
-	}
-	cfg.trainLimit = map[string]int{"truthfulqa": 1200, "bbq": 600, "toxigen": 0}
-	cfg.devLimit = map[string]int{"truthfulqa": 25, "bbq": 40, "toxigen": 28}
-	cfg.testLimit = map[string]int{"truthfulqa": 100, "bbq": 150, "toxigen": 100}
-	cfg.lambdas = map[string][3]string{"paper": {"0.9", "0.9", "0.1"}, "light": {"0.1", "0.1", "0.1"}}
 	// Each token mode has its own activations, steering files and reports.
 	if cfg.model != "" {
 		name := strings.TrimSuffix(filepath.Base(cfg.model), filepath.Ext(cfg.model))
@@ -112,6 +113,84 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("study finished in %s\n", time.Since(start).Round(time.Second))
+}
+
+// parse checks and stores the list flags; every mistake is reported before
+// any work starts.
+func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems string) error {
+	if c.genTokens < 1 || c.genTokens > 4096 {
+		return fmt.Errorf("-gen-tokens %d: out of range, want 1..4096", c.genTokens)
+	}
+	if c.threads < 1 || c.threads > 1024 {
+		return fmt.Errorf("-threads %d: out of range, want 1..1024", c.threads)
+	}
+	if !(c.maxKL >= 0) || c.maxKL > 100 {
+		return fmt.Errorf("-max-kl %g: out of range, want 0..100", c.maxKL)
+	}
+	// The generation check runs last: a bad prompts file fails now, not
+	// after the study's training and evaluation.
+	if c.genPrompts != "" {
+		st, err := os.Stat(c.genPrompts)
+		if err == nil && !st.Mode().IsRegular() {
+			err = fmt.Errorf("%s is not a regular file", c.genPrompts)
+		}
+		if err != nil {
+			return fmt.Errorf("-gen-prompts: %w", err)
+		}
+	}
+	c.layers = nil
+	for _, s := range strings.Split(layers, ",") {
+		l, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || l < 0 {
+			return fmt.Errorf("bad -layers %q: want layer indices, e.g. 10,14", layers)
+		}
+		c.layers = append(c.layers, l)
+	}
+	c.seeds = nil
+	seen := map[uint64]bool{}
+	for _, s := range strings.Split(seeds, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+		if err != nil {
+			return fmt.Errorf("bad -seeds %q: want split seeds, e.g. 0,1,2", seeds)
+		}
+		if seen[v] {
+			return fmt.Errorf("-seeds %q: seed %d given twice", seeds, v)
+		}
+		seen[v] = true
+		c.seeds = append(c.seeds, v)
+	}
+	c.fractions = nil
+	if strings.TrimSpace(fractions) != "" {
+		for _, s := range strings.Split(fractions, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil || !(v > 0 && v <= 1) {
+				return fmt.Errorf("bad -fractions %q: want fractions in (0, 1], e.g. 0.1,0.25,0.5", fractions)
+			}
+			if len(c.fractions) > 0 && v <= c.fractions[len(c.fractions)-1] {
+				return fmt.Errorf("-fractions %q: want ascending fractions", fractions)
+			}
+			c.fractions = append(c.fractions, v)
+		}
+	}
+	for _, f := range []struct {
+		name, v string
+		dst     *map[string]int
+	}{{"-train-items", trainItems, &c.trainItems}, {"-dev-items", devItems, &c.devItems}, {"-test-items", testItems, &c.testItems}} {
+		parts := strings.Split(f.v, ",")
+		if len(parts) != len(tasks) {
+			return fmt.Errorf("bad %s %q: want %d counts (%s; 0: all)", f.name, f.v, len(tasks), strings.Join(tasks, ", "))
+		}
+		*f.dst = map[string]int{}
+		for i, p := range parts {
+			n, err := strconv.Atoi(strings.TrimSpace(p))
+			if err != nil || n < 0 {
+				return fmt.Errorf("bad %s %q: want %d counts >= 0 (%s; 0: all)", f.name, f.v, len(tasks), strings.Join(tasks, ", "))
+			}
+			(*f.dst)[tasks[i]] = n
+		}
+	}
+	c.lambdas = map[string][3]string{"paper": {"0.9", "0.9", "0.1"}, "light": {"0.1", "0.1", "0.1"}}
+	return nil
 }
 
 func cacheDir() string {
@@ -150,87 +229,189 @@ func (c config) matsteer(out string, args ...string) error {
 
 func (c config) path(name string) string { return filepath.Join(c.work, name) }
 
+// seedArgs are the split arguments of extract and eval.
+func (c config) seedArgs() []string {
+	return []string{"--split-seed", strconv.FormatUint(c.seed, 10)}
+}
+
+// runStudy runs the protocol once per split seed, then writes the summary
+// across seeds.
 func runStudy(c config) error {
+	var runs []*seedRun
+	for _, seed := range c.seeds {
+		sc := c
+		sc.seed = seed
+		sc.work = filepath.Join(c.work, fmt.Sprintf("seed-%d", seed))
+		sc.out = filepath.Join(c.out, fmt.Sprintf("seed-%d", seed))
+		fmt.Printf("== split seed %d\n", seed)
+		r, err := runSeed(sc)
+		if err != nil {
+			return fmt.Errorf("seed %d: %w", seed, err)
+		}
+		runs = append(runs, r)
+	}
+	return writeSeedSummary(c, runs)
+}
+
+// seedRun is one run of the protocol: its test reports, the chosen
+// conditions and the stage times.
+type seedRun struct {
+	seed   uint64
+	best   map[string]choice
+	test   map[string]*eval.Report
+	ret    *eval.Report
+	stages []stage
+	dir    string // the seed's results folder
+}
+
+// fileSpec says how a steering file of the study was trained, so that the
+// data-efficiency runs can train the same setting on fewer rows.
+type fileSpec struct {
+	method, lambda string // lambda: a key of config.lambdas ("" for the baselines)
+	layer          int
+}
+
+// trainArgs are the arguments of `matsteer train` for spec on the given
+// activation files.
+func (c config) trainArgs(spec fileSpec, out string, acts []string) []string {
+	args := []string{"train", "--method", spec.method, "--out", out, "--quiet"}
+	if spec.lambda != "" {
+		lam := c.lambdas[spec.lambda]
+		args = append(args, "--lambda-pos", lam[0], "--lambda-sparse", lam[1], "--lambda-ortho", lam[2])
+		args = append(args, strings.Fields(c.extraTrainFlags)...)
+	}
+	for _, a := range acts {
+		args = append(args, "--acts", a)
+	}
+	return args
+}
+
+// itemsName names a set size in file names ("all" or "nN").
+func itemsName(n int) string {
+	if n == 0 {
+		return "all"
+	}
+	return fmt.Sprintf("n%d", n)
+}
+
+// extractActs extracts the activations of the first n training items of
+// every task at layer l (n per task; 0: all) and returns the files.
+func (c config) extractActs(l int, n map[string]int) ([]string, error) {
+	var files []string
+	for _, task := range tasks {
+		limit, items, err := trainRows(c.data, task, c.seed, n[task])
+		if err != nil {
+			return nil, err
+		}
+		out := c.path(fmt.Sprintf("acts-L%d-%s-%s.safetensors", l, task, itemsName(items)))
+		args := []string{"extract", "--data", filepath.Join(c.data, task), "--split", "train", "--layer", strconv.Itoa(l), "--tokens", c.tokens, "--out", out}
+		args = append(args, c.seedArgs()...)
+		if limit > 0 {
+			args = append(args, "--limit", strconv.Itoa(limit))
+		}
+		if err := c.matsteer(out, args...); err != nil {
+			return nil, err
+		}
+		files = append(files, out)
+	}
+	return files, nil
+}
+
+// trainParts caches the train part of each task and seed (loading BBQ
+// takes a second).
+var trainParts = map[string][]datasets.Item{}
+
+// trainRows returns the `matsteer extract --limit` that keeps the first n
+// items of task's train part under seed (every example of each: extract
+// limits examples, one per answer), 0 when that is the whole part, and the
+// number of items kept (0: all).
+func trainRows(data, task string, seed uint64, n int) (limit, items int, err error) {
+	key := fmt.Sprintf("%s|%s|%d", data, task, seed)
+	part, ok := trainParts[key]
+	if !ok {
+		_, all, err := datasets.LoadItems(filepath.Join(data, task), task)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", task, err)
+		}
+		fr := datasets.DefaultSplit(task)
+		part, _, _ = datasets.Split(all, fr.Train, fr.Dev, fr.Test, seed)
+		trainParts[key] = part
+	}
+	if n == 0 || n >= len(part) {
+		return 0, 0, nil
+	}
+	for _, it := range part[:n] {
+		limit += len(it.Choices)
+	}
+	return limit, n, nil
+}
+
+// stageTimer records the study's stages and prints each as it ends.
+type stageTimer struct {
+	stages []stage
+	t0     time.Time
+}
+
+func (s *stageTimer) mark(name string) {
+	d := time.Since(s.t0)
+	s.stages = append(s.stages, stage{name, d})
+	fmt.Printf("== stage %s: %s\n", name, d.Round(time.Second))
+	s.t0 = time.Now()
+}
+
+func runSeed(c config) (*seedRun, error) {
 	if err := os.MkdirAll(c.work, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
-		return err
+		return nil, err
 	}
-	var stages []stage
-	t0 := time.Now()
-	mark := func(name string) {
-		stages = append(stages, stage{name, time.Since(t0)})
-		t0 = time.Now()
-	}
+	st := &stageTimer{t0: time.Now()}
 	// 1. Activations of the train splits.
+	acts := map[int][]string{}
 	for _, l := range c.layers {
-		for _, task := range tasks {
-			out := c.path(fmt.Sprintf("acts-L%d-%s.safetensors", l, task))
-			args := []string{"extract", "--data", filepath.Join(c.data, task), "--split", "train", "--layer", strconv.Itoa(l), "--tokens", c.tokens, "--out", out}
-			if n := c.trainLimit[task]; n > 0 {
-				args = append(args, "--limit", strconv.Itoa(n))
-			}
-			if err := c.matsteer(out, args...); err != nil {
-				return err
-			}
+		files, err := c.extractActs(l, c.trainItems)
+		if err != nil {
+			return nil, err
 		}
+		acts[l] = files
 	}
-	mark("extraction")
+	st.mark("extraction")
 	// 2. Steering files: MAT-Steer per λ setting, and the baselines.
 	var files []string
+	specs := map[string]fileSpec{}
 	for _, l := range c.layers {
-		var acts []string
-		for _, task := range tasks {
-			acts = append(acts, "--acts", c.path(fmt.Sprintf("acts-L%d-%s.safetensors", l, task)))
-		}
 		names := sortedKeys(c.lambdas)
+		var todo []fileSpec
 		for _, name := range names {
-			lam := c.lambdas[name]
-			out := c.path(fmt.Sprintf("mat-steer-%s-L%d.gguf", name, l))
-			args := append([]string{"train", "--method", "mat-steer", "--out", out, "--quiet",
-				"--lambda-pos", lam[0], "--lambda-sparse", lam[1], "--lambda-ortho", lam[2]}, acts...)
-			args = append(args, strings.Fields(c.extraTrainFlags)...)
-			if err := c.matsteer(out, args...); err != nil {
-				return err
-			}
-			files = append(files, out)
+			todo = append(todo, fileSpec{"mat-steer", name, l})
 		}
 		for _, method := range []string{"mean-diff", "pca", "all-tokens"} {
-			out := c.path(fmt.Sprintf("%s-L%d.gguf", method, l))
-			args := append([]string{"train", "--method", method, "--out", out, "--quiet"}, acts...)
+			spec := fileSpec{method: method, layer: l}
 			if method == "all-tokens" {
-				lam := c.lambdas[names[0]]
-				args = append(args, "--lambda-pos", lam[0], "--lambda-sparse", lam[1], "--lambda-ortho", lam[2])
-				args = append(args, strings.Fields(c.extraTrainFlags)...)
+				spec.lambda = names[0]
 			}
-			if err := c.matsteer(out, args...); err != nil {
-				return err
+			todo = append(todo, spec)
+		}
+		for _, spec := range todo {
+			out := c.path(spec.fileName())
+			if err := c.matsteer(out, c.trainArgs(spec, out, acts[l])...); err != nil {
+				return nil, err
 			}
 			files = append(files, out)
+			specs[out] = spec
 		}
 	}
-	mark("training")
+	st.mark("training")
 	// 3. Strengths: with a KL budget, every file at its largest α within
 	// budget on the dev neutral text; without one, every file at every α.
 	var devSteer, reports []string
 	var cal *eval.Report
 	if c.maxKL > 0 {
 		out := c.path(fmt.Sprintf("calibration-kl%g.json", c.maxKL))
-		// Grid 1/4..8, then two bisection steps: α within 2^(1/4) of the
-		// largest strength within budget (below the grid, bisection
-		// continues towards 0).
-		args := []string{"calibrate", "--kl-text", c.klDev, "--max-kl", strconv.FormatFloat(c.maxKL, 'g', -1, 64),
-			"--grid", "0.25,0.5,1,2,4,8", "--refine", "2", "--out", out}
-		for _, f := range files {
-			args = append(args, "--steer", f)
-		}
-		if err := c.matsteer(out, args...); err != nil {
-			return err
-		}
 		var err error
-		if cal, err = eval.ReadReport(out); err != nil {
-			return err
+		if cal, err = c.calibrate(out, files); err != nil {
+			return nil, err
 		}
 		reports = append(reports, out)
 		for _, k := range cal.Calibrations {
@@ -242,77 +423,128 @@ func runStudy(c config) error {
 			devSteer = append(devSteer, "--steer", f)
 		}
 	}
-	mark("strengths (calibration)")
+	st.mark("strengths (calibration)")
 	// 4. Dev sweep: every condition on every task.
 	dev := map[string]*eval.Report{}
 	for _, task := range tasks {
-		name := "dev-" + task + ".json"
+		name := fmt.Sprintf("dev-%s-%s.json", task, itemsName(c.devItems[task]))
 		if c.maxKL > 0 {
-			name = fmt.Sprintf("dev-kl%g-%s.json", c.maxKL, task)
+			name = fmt.Sprintf("dev-kl%g-%s-%s.json", c.maxKL, task, itemsName(c.devItems[task]))
 		}
 		out := c.path(name)
-		args := append([]string{"eval", "--task", task, "--data", c.data, "--split", "dev", "--limit", strconv.Itoa(c.devLimit[task]), "--out", out}, devSteer...)
+		args := append([]string{"eval", "--task", task, "--data", c.data, "--split", "dev", "--limit", strconv.Itoa(c.devItems[task]), "--out", out}, c.seedArgs()...)
+		args = append(args, devSteer...)
 		if err := c.matsteer(out, args...); err != nil {
-			return err
+			return nil, err
 		}
 		rep, err := eval.ReadReport(out)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		reports = append(reports, out)
 		dev[task] = rep
 	}
 	best, sweep := choose(dev)
-	mark("dev sweep")
-	// 5. Test: the chosen condition of every method, plus gates and KL.
-	suffix := ""
-	if c.maxKL > 0 {
-		suffix = fmt.Sprintf("-kl%g", c.maxKL)
+	if len(best) == 0 {
+		return nil, errors.New("dev sweep: no steered condition to choose")
 	}
+	st.mark("dev sweep")
+	// 5. Test: the chosen condition of every method, plus gates and KL.
 	test := map[string]*eval.Report{}
 	for _, task := range tasks {
-		out := c.path("test" + suffix + "-" + task + ".json")
-		args := []string{"eval", "--task", task, "--data", c.data, "--split", "test", "--limit", strconv.Itoa(c.testLimit[task]),
+		out := c.path(c.testName(task, ""))
+		args := []string{"eval", "--task", task, "--data", c.data, "--split", "test", "--limit", strconv.Itoa(c.testItems[task]),
 			"--gates", "--gate-limit", "120", "--out", out}
+		args = append(args, c.seedArgs()...)
 		args = append(args, steerArgs(best)...)
 		if err := c.matsteer(out, args...); err != nil {
-			return err
+			return nil, err
 		}
 		rep, err := eval.ReadReport(out)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		reports = append(reports, out)
 		test[task] = rep
 	}
-	klOut := c.path("retention" + suffix + ".json")
+	st.mark("test with gates")
+	klOut := c.path("retention" + c.suffix() + ".json")
 	args := append([]string{"eval", "--task", "neutral", "--kl-text", c.neutral, "--out", klOut}, steerArgs(best)...)
 	if c.genPrompts != "" {
 		args = append(args, "--gen-prompts", c.genPrompts, "--gen-tokens", strconv.Itoa(c.genTokens))
 	}
 	if err := c.matsteer(klOut, args...); err != nil {
-		return err
+		return nil, err
 	}
 	ret, err := eval.ReadReport(klOut)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	reports = append(reports, klOut)
-	mark("test, gates and retention")
-	if err := writeSummary(c, cal, sweep, best, test, ret, stages); err != nil {
-		return err
+	st.mark("retention and generation check")
+	// 6. Data efficiency: each method's chosen setting trained on fewer
+	// rows, calibrated under the same budget, on the same test items.
+	var eff *efficiency
+	if len(c.fractions) > 0 {
+		var fr []string
+		if eff, fr, err = c.dataEfficiency(best, specs, test); err != nil {
+			return nil, err
+		}
+		reports = append(reports, fr...)
+		st.mark("data efficiency")
+	}
+	if err := writeSummary(c, cal, sweep, best, test, ret, eff, st.stages); err != nil {
+		return nil, err
 	}
 	// Keep every report next to the summary.
 	for _, p := range reports {
 		data, err := os.ReadFile(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := os.WriteFile(filepath.Join(c.out, filepath.Base(p)), data, 0o644); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return &seedRun{seed: c.seed, best: best, test: test, ret: ret, stages: st.stages, dir: c.out}, nil
+}
+
+// fileName is the steering file of spec in the work directory.
+func (s fileSpec) fileName() string {
+	if s.method == "mat-steer" {
+		return fmt.Sprintf("mat-steer-%s-L%d.gguf", s.lambda, s.layer)
+	}
+	return fmt.Sprintf("%s-L%d.gguf", s.method, s.layer)
+}
+
+// suffix marks the KL budget in report names.
+func (c config) suffix() string {
+	if c.maxKL > 0 {
+		return fmt.Sprintf("-kl%g", c.maxKL)
+	}
+	return ""
+}
+
+// testName is the test report of task (extra: "" or a tag of a further
+// evaluation on the same items).
+func (c config) testName(task, extra string) string {
+	return fmt.Sprintf("test%s-%s-%s%s.json", c.suffix(), task, itemsName(c.testItems[task]), extra)
+}
+
+// calibrate runs `matsteer calibrate` on files, writing out, and reads it.
+func (c config) calibrate(out string, files []string) (*eval.Report, error) {
+	// Grid 1/4..8, then two bisection steps: α within 2^(1/4) of the
+	// largest strength within budget (below the grid, bisection continues
+	// towards 0).
+	args := []string{"calibrate", "--kl-text", c.klDev, "--max-kl", strconv.FormatFloat(c.maxKL, 'g', -1, 64),
+		"--grid", "0.25,0.5,1,2,4,8", "--refine", "2", "--out", out}
+	for _, f := range files {
+		args = append(args, "--steer", f)
+	}
+	if err := c.matsteer(out, args...); err != nil {
+		return nil, err
+	}
+	return eval.ReadReport(out)
 }
 
 // choice is one method's selected condition: its steering file, α and dev
@@ -394,7 +626,7 @@ type stage struct {
 	took time.Duration
 }
 
-func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report, stages []stage) error {
+func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report, eff *efficiency, stages []stage) error {
 	path := filepath.Join(c.out, "study.md")
 	f, err := os.Create(path)
 	if err != nil {
@@ -410,6 +642,15 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 		total += st.took
 	}
 	fmt.Fprintf(f, "total %s.\n\n", total.Round(time.Second))
+	fmt.Fprintf(f, "Split seed %d. Items per task (TruthfulQA, BBQ, ToxiGen; taken evenly across BBQ categories and ToxiGen groups, see datasets.Balanced): ", c.seed)
+	fmt.Fprintf(f, "train %s, dev %s, test %s (0: the whole part); test items evaluated: ", countList(c.trainItems), countList(c.devItems), countList(c.testItems))
+	for i, task := range tasks {
+		if i > 0 {
+			fmt.Fprintf(f, ", ")
+		}
+		fmt.Fprintf(f, "%s %d", task, test[task].NItems)
+	}
+	fmt.Fprintf(f, ".\n\n")
 	fmt.Fprintf(f, "Training rows: --tokens %s. ", c.tokens)
 	if cal != nil {
 		fmt.Fprintf(f, "Strengths: the largest α with KL ≤ %g nats/token on %s (matsteer calibrate).\n\n```\n", c.maxKL, c.klDev)
@@ -435,6 +676,11 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 	writeHeadline(f, test, ret)
 	fmt.Fprintln(f)
 	writePairedTests(f, test)
+	if eff != nil {
+		fmt.Fprintf(f, "\n## Data efficiency\n\n")
+		eff.writeTable(f)
+		fmt.Fprintf(f, "\n![data efficiency](%s)\n", filepath.Base(eff.plot))
+	}
 	fmt.Fprintf(f, "\n## Test reports\n\n```\n")
 	for _, task := range tasks {
 		fmt.Fprintf(f, "-- %s (%d items)\n", task, test[task].NItems)
@@ -625,4 +871,13 @@ func fmtOpt(v float64, ok bool, format string) string {
 		return "-"
 	}
 	return fmt.Sprintf(format, v)
+}
+
+// countList writes per-task counts in task order.
+func countList(n map[string]int) string {
+	var parts []string
+	for _, task := range tasks {
+		parts = append(parts, strconv.Itoa(n[task]))
+	}
+	return strings.Join(parts, "/")
 }

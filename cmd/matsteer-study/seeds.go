@@ -1,0 +1,156 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/matsteer/matsteer/eval"
+)
+
+// seedValue is the primary metric of task for method family fam (the
+// unsteered model: eval.NoneName) in one run.
+func seedValue(r *seedRun, fam, task string) (float64, bool) {
+	for _, m := range r.test[task].Methods {
+		if fam == eval.NoneName && m.Name == eval.NoneName || m.Steering != nil && m.Steering.Method == fam {
+			return m.Metric(primary[task])
+		}
+	}
+	return 0, false
+}
+
+// meanSD returns the mean and the sample standard deviation (0 for one
+// value).
+func meanSD(xs []float64) (mean, sd float64) {
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	if len(xs) < 2 {
+		return mean, 0
+	}
+	for _, x := range xs {
+		sd += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(sd / float64(len(xs)-1))
+}
+
+// writeSeedSummary writes summary.md: the primary test metrics of every
+// method per split seed and their mean ± standard deviation across seeds,
+// what each seed chose, and the stage times.
+func writeSeedSummary(c config, runs []*seedRun) error {
+	path := filepath.Join(c.out, "summary.md")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := seedSummary(f, runs); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s\n", path)
+	return nil
+}
+
+func seedSummary(w io.Writer, runs []*seedRun) error {
+	if len(runs) == 0 {
+		return fmt.Errorf("no seeds")
+	}
+	fmt.Fprintf(w, "# MAT-Steer study across split seeds\n\n")
+	fmt.Fprintf(w, "Command: `%s`\n\n", strings.Join(os.Args, " "))
+	var seeds []string
+	for _, r := range runs {
+		seeds = append(seeds, fmt.Sprint(r.seed))
+	}
+	fmt.Fprintf(w, "Split seeds %s: each seed repeats the whole protocol (split, extraction, training, calibration, selection on dev, test); per-seed summaries: ", strings.Join(seeds, ", "))
+	for i, r := range runs {
+		if i > 0 {
+			fmt.Fprintf(w, ", ")
+		}
+		fmt.Fprintf(w, "[seed %d](seed-%d/study.md)", r.seed, r.seed)
+	}
+	fmt.Fprintf(w, ".\n\n")
+	// Families: the unsteered model, then every method any seed chose.
+	fams := []string{eval.NoneName}
+	seen := map[string]bool{}
+	for _, r := range runs {
+		for _, fam := range sortedKeys(r.best) {
+			if !seen[fam] {
+				seen[fam] = true
+				fams = append(fams, fam)
+			}
+		}
+	}
+	fmt.Fprintf(w, "Primary test metrics: mean ± standard deviation across seeds (each seed's value in parentheses, in seed order).\n\n")
+	fmt.Fprintf(w, "| method |")
+	for _, task := range tasks {
+		fmt.Fprintf(w, " %s %s |", task, primary[task])
+	}
+	fmt.Fprintf(w, " average |\n|---|")
+	for range tasks {
+		fmt.Fprintf(w, "---|")
+	}
+	fmt.Fprintf(w, "---|\n")
+	for _, fam := range fams {
+		fmt.Fprintf(w, "| %s |", fam)
+		avgs := make([]float64, len(runs))
+		complete := true
+		for _, task := range tasks {
+			var xs []float64
+			var per []string
+			for i, r := range runs {
+				v, ok := seedValue(r, fam, task)
+				if !ok {
+					per = append(per, "-")
+					complete = false
+					continue
+				}
+				xs = append(xs, v)
+				per = append(per, fmt.Sprintf("%.3f", v))
+				avgs[i] += v / float64(len(tasks))
+			}
+			cell := "-"
+			if len(xs) > 0 {
+				m, sd := meanSD(xs)
+				cell = fmt.Sprintf("%.3f ± %.3f (%s)", m, sd, strings.Join(per, ", "))
+			}
+			fmt.Fprintf(w, " %s |", cell)
+		}
+		if complete {
+			m, sd := meanSD(avgs)
+			var per []string
+			for _, a := range avgs {
+				per = append(per, fmt.Sprintf("%.3f", a))
+			}
+			fmt.Fprintf(w, " %.3f ± %.3f (%s) |\n", m, sd, strings.Join(per, ", "))
+		} else {
+			fmt.Fprintf(w, " - |\n")
+		}
+	}
+	fmt.Fprintf(w, "\nChosen on dev, per seed:\n\n")
+	for _, r := range runs {
+		fmt.Fprintf(w, "- seed %d: ", r.seed)
+		for _, fam := range sortedKeys(r.best) {
+			fmt.Fprintf(w, "%s = %s at α=%.3g; ", fam, strings.TrimSuffix(filepath.Base(r.best[fam].file), ".gguf"), r.best[fam].alpha)
+		}
+		fmt.Fprintf(w, "\n")
+	}
+	fmt.Fprintf(w, "\nStage times (cached steps count 0):\n\n")
+	for _, r := range runs {
+		var total time.Duration
+		var parts []string
+		for _, st := range r.stages {
+			parts = append(parts, fmt.Sprintf("%s %s", st.name, st.took.Round(time.Second)))
+			total += st.took
+		}
+		fmt.Fprintf(w, "- seed %d: %s; total %s\n", r.seed, strings.Join(parts, "; "), total.Round(time.Second))
+	}
+	return nil
+}

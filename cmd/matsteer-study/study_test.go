@@ -1,0 +1,254 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/eval"
+)
+
+func TestParseFlags(t *testing.T) {
+	var c config
+	c.genTokens, c.threads, c.maxKL = 48, 2, 0.1
+	if err := c.parse("10, 14", "0,1,2", "0.1,0.25,0.5,1", "170,200,0", "0,120,0", "0,600,0"); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.layers, []int{10, 14}) || !reflect.DeepEqual(c.seeds, []uint64{0, 1, 2}) ||
+		!reflect.DeepEqual(c.fractions, []float64{0.1, 0.25, 0.5, 1}) ||
+		!reflect.DeepEqual(c.trainItems, map[string]int{"truthfulqa": 170, "bbq": 200, "toxigen": 0}) ||
+		c.testItems["bbq"] != 600 || c.devItems["bbq"] != 120 {
+		t.Fatalf("parsed %+v", c)
+	}
+	if err := c.parse("10", "0", "", defaultTrainItems, defaultDevItems, defaultTestItems); err != nil || c.fractions != nil {
+		t.Fatalf("no fractions: %v %v", err, c.fractions)
+	}
+	for _, bad := range []struct {
+		layers, seeds, fractions, train, dev, test, want string
+	}{
+		{"x", "0", "", "1,1,1", "1,1,1", "1,1,1", "-layers"},
+		{"-1", "0", "", "1,1,1", "1,1,1", "1,1,1", "-layers"},
+		{"10", "0,0", "", "1,1,1", "1,1,1", "1,1,1", "seed 0 given twice"},
+		{"10", "-1", "", "1,1,1", "1,1,1", "1,1,1", "-seeds"},
+		{"10", "0", "0", "1,1,1", "1,1,1", "1,1,1", "-fractions"},
+		{"10", "0", "1.5", "1,1,1", "1,1,1", "1,1,1", "-fractions"},
+		{"10", "0", "0.5,0.25", "1,1,1", "1,1,1", "1,1,1", "ascending"},
+		{"10", "0", "", "1,1", "1,1,1", "1,1,1", "-train-items"},
+		{"10", "0", "", "1,1,1", "1,-1,1", "1,1,1", "-dev-items"},
+		{"10", "0", "", "1,1,1", "1,1,1", "1,x,1", "-test-items"},
+	} {
+		err := c.parse(bad.layers, bad.seeds, bad.fractions, bad.train, bad.dev, bad.test)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%+v: error %v, want one naming %q", bad, err, bad.want)
+		}
+	}
+	c.threads = 0
+	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err == nil || !strings.Contains(err.Error(), "-threads") {
+		t.Errorf("-threads 0: %v", err)
+	}
+}
+
+// bbqFixture writes a BBQ directory with one file per category in which
+// every row is an item of its own template: 40 Age rows, 20 Job rows and
+// 12 Religion rows.
+func bbqFixture(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "bbq", "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id := 0
+	for _, cat := range []struct {
+		name string
+		n    int
+	}{{"Age", 40}, {"Job", 20}, {"Religion", 12}} {
+		var lines []string
+		for i := range cat.n {
+			lines = append(lines, fmt.Sprintf(`{"example_id": %d, "question_index": "%d", "question_polarity": "neg", "context_condition": "ambig", "category": %q, `+
+				`"answer_info": {"ans0": ["painter %d", "a"], "ans1": ["Not known", "unknown"], "ans2": ["baker", "b"]}, `+
+				`"additional_metadata": {"subcategory": "None", "stereotyped_groups": ["a"], "version": "a", "source": "x"}, `+
+				`"context": "Context %d.", "question": "Who?", "ans0": "The painter %d", "ans1": "Not known", "ans2": "The baker", "label": 1}`,
+				id, i, cat.name, id, id, id))
+			id++
+		}
+		if err := os.WriteFile(filepath.Join(data, cat.name+".jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestTrainRowsBalanced: the training rows the study extracts (the first n
+// items of the train part) come from every category, not from the first
+// file, and the extract limit keeps whole items.
+func TestTrainRowsBalanced(t *testing.T) {
+	dir := bbqFixture(t)
+	limit, items, err := trainRows(dir, "bbq", 0, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit != 18 || items != 6 {
+		t.Errorf("6 items: limit %d (want 18: three answers each), items %d", limit, items)
+	}
+	part := trainParts[dir+"|bbq|0"]
+	if len(part) == 0 {
+		t.Fatal("train part not cached")
+	}
+	cats := map[string]int{}
+	for _, it := range part[:6] {
+		cats[it.Meta["category"]]++
+	}
+	if cats["Age"] != 2 || cats["Job"] != 2 || cats["Religion"] != 2 {
+		t.Errorf("first 6 training items by category %v, want 2 each (file order would give 6 Age)", cats)
+	}
+	// What extract --limit 18 keeps: the examples of those 6 items.
+	ex, err := datasets.LoadSplitExamples(filepath.Join(dir, "bbq"), "bbq", datasets.PartTrain, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, e := range ex[:limit] {
+		kept[e.ItemID] = true
+	}
+	for _, it := range part[:6] {
+		if !kept[it.ID] {
+			t.Errorf("item %s not among extract's first %d examples", it.ID, limit)
+		}
+	}
+	if len(kept) != 6 {
+		t.Errorf("extract's first %d examples come from %d items, want 6", limit, len(kept))
+	}
+	// Another seed: another split, still balanced.
+	if _, _, err := trainRows(dir, "bbq", 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	p1 := trainParts[dir+"|bbq|1"]
+	if reflect.DeepEqual(p1[:6], part[:6]) {
+		t.Error("seeds 0 and 1 give the same first training items")
+	}
+	// The whole part, or more: no limit.
+	if limit, items, err := trainRows(dir, "bbq", 0, len(part)); err != nil || limit != 0 || items != 0 {
+		t.Errorf("whole part: limit %d items %d err %v, want 0, 0", limit, items, err)
+	}
+	if n, err := trainPartSize(dir, "bbq", 0); err != nil || n != len(part) {
+		t.Errorf("trainPartSize %d, %v; want %d", n, err, len(part))
+	}
+	c := config{data: dir, trainItems: map[string]int{"truthfulqa": 0, "bbq": 10, "toxigen": 0}}
+	if _, err := c.fractionItems(0.5); err == nil {
+		t.Error("fractionItems without TruthfulQA data: no error")
+	}
+	if _, _, err := trainRows(t.TempDir(), "bbq", 0, 3); err == nil {
+		t.Error("no data: no error")
+	}
+}
+
+// testReport returns a task's report with the given primary metric per
+// condition (an empty method is the unsteered model) and intervals and a
+// comparison against none with p-value p.
+func testReport(task string, rows []struct {
+	name, method, path string
+	v                  float64
+}, p float64) *eval.Report {
+	rep := &eval.Report{Task: task, NItems: 10}
+	for _, r := range rows {
+		m := result(r.name, r.method, r.path, 2, map[string]float64{primary[task]: r.v})
+		m.Intervals = map[string]eval.Interval{primary[task]: {Lo: r.v - 0.1, Hi: r.v + 0.1}}
+		if r.method != "" {
+			m.Comparisons = []eval.Comparison{{Against: eval.NoneName, Metrics: map[string]eval.Difference{primary[task]: {Diff: 0.1, P: p}}}}
+		}
+		rep.Methods = append(rep.Methods, m)
+	}
+	return rep
+}
+
+type row = struct {
+	name, method, path string
+	v                  float64
+}
+
+func TestSeedSummary(t *testing.T) {
+	mk := func(seed uint64, base, steered float64) *seedRun {
+		r := &seedRun{seed: seed, test: map[string]*eval.Report{}, best: map[string]choice{"mat-steer": {file: "/w/mat-steer-paper-L14.gguf", alpha: 4}},
+			stages: []stage{{"extraction", 90e9}}}
+		for _, task := range tasks {
+			r.test[task] = testReport(task, []row{{eval.NoneName, "", "", base}, {"mat-steer-paper-L14@4", "mat-steer", "/w/mat-steer-paper-L14.gguf", steered}}, 0.01)
+		}
+		return r
+	}
+	var b strings.Builder
+	if err := seedSummary(&b, []*seedRun{mk(0, 0.4, 0.5), mk(1, 0.4, 0.7)}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"| none | 0.400 ± 0.000 (0.400, 0.400) |",
+		"| mat-steer | 0.600 ± 0.141 (0.500, 0.700) |",
+		" 0.600 ± 0.141 (0.500, 0.700) |\n", // the average column
+		"[seed 1](seed-1/study.md)",
+		"- seed 0: mat-steer = mat-steer-paper-L14 at α=4; ",
+		"- seed 1: extraction 1m30s; total 1m30s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if err := seedSummary(&b, nil); err == nil {
+		t.Error("no seeds: no error")
+	}
+	if m, sd := meanSD([]float64{0.5}); m != 0.5 || sd != 0 {
+		t.Errorf("meanSD of one value: %v ± %v", m, sd)
+	}
+}
+
+func TestDataEfficiencyTableAndPlot(t *testing.T) {
+	files := map[float64]string{0.1: "/w/frac0.1-pca-L10.gguf", 1: "/w/pca-L10.gguf"}
+	e := &efficiency{fractions: []float64{0.1, 1}, fams: []string{"pca"}, cells: map[string][]effCell{"pca": make([]effCell, 2)},
+		items: []map[string]int{{"truthfulqa": 17, "bbq": 20, "toxigen": 11}, {"truthfulqa": 170, "bbq": 200, "toxigen": 114}}}
+	for _, task := range tasks {
+		small := testReport(task, []row{{eval.NoneName, "", "", 0.3}, {"frac0.1-pca-L10@2", "pca", files[0.1], 0.35}}, 0.2)
+		full := testReport(task, []row{{eval.NoneName, "", "", 0.3}, {"pca-L10@2", "pca", files[1], 0.6}}, 0.001)
+		if !cellOf(&e.cells["pca"][0], task, small, files[0.1]) || !cellOf(&e.cells["pca"][1], task, full, files[1]) || !cellOf(&e.none, task, full, "") {
+			t.Fatalf("%s: cellOf failed", task)
+		}
+		if cellOf(&effCell{}, task, full, "/w/other.gguf") {
+			t.Error("cellOf found a file the report lacks")
+		}
+	}
+	for i := range e.cells["pca"] {
+		e.cells["pca"][i].finish()
+	}
+	e.none.finish()
+	if !e.cells["pca"][0].ok || e.cells["pca"][1].avg != 0.6 {
+		t.Fatalf("cells %+v", e.cells["pca"])
+	}
+	var b strings.Builder
+	e.writeTable(&b)
+	out := b.String()
+	for _, want := range []string{
+		"| none | - | - | 0.300 [0.200, 0.400] | 0.300 [0.200, 0.400] | 0.300 [0.200, 0.400] | 0.300 |",
+		"| pca | 0.1 (17/20/11) | 2 | 0.350 [0.250, 0.450] | 0.350 [0.250, 0.450] | 0.350 [0.250, 0.450] | 0.350 |",
+		"| pca | 1 (170/200/114) | 2 | 0.600 [0.500, 0.700] * | 0.600 [0.500, 0.700] * | 0.600 [0.500, 0.700] * | 0.600 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks\n%s\ngot\n%s", want, out)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "eff.svg")
+	if err := e.writePlot(path); err != nil {
+		t.Fatal(err)
+	}
+	svg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<svg", "TruthfulQA MC2", "average of the three", "pca", "none"} {
+		if !strings.Contains(string(svg), want) {
+			t.Errorf("plot lacks %q", want)
+		}
+	}
+}
