@@ -2,11 +2,27 @@
 // on one model it extracts activations of the train splits of TruthfulQA,
 // BBQ and ToxiGen, trains MAT-Steer (several λ settings) and the baselines
 // (mean difference, PCA, MAT-Steer's vectors on all tokens) at several
-// layers, chooses each method's layer, λ and strength α on the dev splits,
-// and reports test metrics, KL divergence on neutral text and gate
-// statistics. Every step is a `matsteer` command (printed as it runs), and
-// every artifact is cached in the work directory, so an interrupted study
-// resumes where it stopped. `make eval` runs it.
+// layers, gives every file the largest strength α within a KL budget on
+// neutral text, chooses each method's layer, λ and α on the dev splits,
+// and reports test metrics with 95% bootstrap intervals and paired tests,
+// KL divergence on neutral text, gate statistics and a generation check.
+//
+// Set sizes are items per task (-train-items, -dev-items, -test-items);
+// each part of the split is in balanced order (datasets.Balanced), so a
+// limited set is spread evenly over BBQ's categories and ToxiGen's groups.
+// By default the test sets are every TruthfulQA question and ToxiGen pair
+// of the test part and 600 BBQ items (100 per category).
+//
+// -seeds repeats the whole protocol per split seed (work and results in
+// seed-N folders) and writes summary.md with the mean ± standard deviation
+// across seeds. -fractions adds the data-efficiency study: each method's
+// chosen setting retrained on the first fraction of the training items,
+// calibrated under the same budget and tested on the same items (a table
+// in study.md and data-efficiency.svg).
+//
+// Every step is a `matsteer` command (printed as it runs, with each
+// stage's time), and every artifact is cached in the work directory, so an
+// interrupted study resumes where it stopped. `make eval` runs it.
 package main
 
 import (
