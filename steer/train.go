@@ -59,6 +59,12 @@ type TrainConfig struct {
 	ThetaInit  string
 	ThetaScale string
 
+	// GateBiasInit, when set, starts every new attribute's gate bias
+	// (in the trained coordinates) at this value instead of
+	// U(±1/√d): e.g. −2 starts the gates at σ(−2) ≈ 0.12 instead of
+	// ≈ 0.5, so that they open only where the MMD term pays for it.
+	GateBiasInit *float64
+
 	// MMDNorm: MMDNormNone (official) or MMDNormInitial, which divides each
 	// attribute's MMD term by its unsteered MMD² so that the λ weights are
 	// relative to what steering can gain.
@@ -212,6 +218,9 @@ func (c *TrainConfig) validate() error {
 	}
 	if c.Shared == SharedNeutral && !(c.LambdaNeutral > 0) {
 		return fmt.Errorf("shared rows as neutral rows need lambda-neutral > 0")
+	}
+	if c.GateBiasInit != nil && (math.IsNaN(*c.GateBiasInit) || math.Abs(*c.GateBiasInit) > 100) {
+		return fmt.Errorf("gate bias init %v out of range [-100, 100]", *c.GateBiasInit)
 	}
 	if !(c.DevFraction >= 0 && c.DevFraction < 1) {
 		return fmt.Errorf("dev fraction %v out of range [0, 1)", c.DevFraction)
@@ -542,6 +551,9 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 				p.wT(t)[i] = (2*rng.Float64() - 1) * bound
 			}
 			p.b()[t] = (2*rng.Float64() - 1) * bound
+			if cfg.GateBiasInit != nil {
+				p.b()[t] = *cfg.GateBiasInit
+			}
 		}
 		if cfg.ThetaInit != ThetaInitNormal {
 			for t, pl := range pools {
@@ -899,6 +911,9 @@ func initString(cfg TrainConfig) string {
 		th = "theta=mean_pos-mean_neg"
 	}
 	g := "gate_w,gate_b~U(-1/sqrt(d),1/sqrt(d))"
+	if cfg.GateBiasInit != nil {
+		g = "gate_w~U(-1/sqrt(d),1/sqrt(d)),gate_b=" + fmtF(*cfg.GateBiasInit)
+	}
 	if cfg.GateInput != GateInputRaw {
 		g += " on the " + cfg.GateInput + "d gate input"
 	}

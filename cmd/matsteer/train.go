@@ -108,6 +108,7 @@ Examples:
 			floatIn(&cli.Float64Flag{Name: "lambda-sparse", Value: def.LambdaSparse, Usage: "weight of the sparsity penalty (gates on negatives)"}, closed(0, 1e6)),
 			floatIn(&cli.Float64Flag{Name: "lambda-ortho", Value: def.LambdaOrtho, Usage: "weight of the orthogonality penalty"}, closed(0, 1e6)),
 			&cli.StringFlag{Name: "gate-input", Value: def.GateInput, Usage: "coordinates the gate is trained in: standardize (per-dimension mean/std of the rows, folded back into w, b) | scale (divide by the RMS coordinate) | raw"},
+			floatIn(&cli.Float64Flag{Name: "gate-bias-init", Usage: "start every gate bias at this value (trained coordinates; default U(±1/sqrt(d)), gates ≈ 0.5; e.g. -2: gates start ≈ 0.12)"}, closed(-100, 100)),
 			&cli.StringFlag{Name: "theta-init", Value: def.ThetaInit, Usage: "theta initialisation: mean-diff (mean positive - mean negative) | scaled (N(0, s^2 I), |theta| ~ |mean diff|) | normal (N(0, I))"},
 			&cli.StringFlag{Name: "theta-scale", Value: def.ThetaScale, Usage: "theta learning-rate scale: none | data (lr relative to the RMS coordinate of the rows)"},
 			&cli.StringFlag{Name: "mmd-norm", Value: def.MMDNorm, Usage: "divide each attribute's MMD term by its unsteered MMD^2 (initial) or not (none)"},
@@ -181,6 +182,7 @@ func trainConfigFromFlags(c *cli.Context) (steer.TrainConfig, error) {
 	set("lambda-ortho", func() { cfg.LambdaOrtho = c.Float64("lambda-ortho") })
 	set("gate-input", func() { cfg.GateInput = c.String("gate-input") })
 	set("theta-init", func() { cfg.ThetaInit = c.String("theta-init") })
+	set("gate-bias-init", func() { v := c.Float64("gate-bias-init"); cfg.GateBiasInit = &v })
 	set("theta-scale", func() { cfg.ThetaScale = c.String("theta-scale") })
 	set("mmd-norm", func() { cfg.MMDNorm = c.String("mmd-norm") })
 	if c.IsSet("sigma") {
