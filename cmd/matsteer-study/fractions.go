@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +17,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgsvg"
 
+	"github.com/matsteer/matsteer/acts"
+	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/eval"
 	"github.com/matsteer/matsteer/internal/safefile"
 )
@@ -114,7 +118,8 @@ func trainPartSize(data, task string, seed uint64) (int, error) {
 // dataEfficiency retrains each method's chosen setting (layer, λ) on the
 // first fraction of the training items of every task (balanced, so every
 // fraction holds every category; smaller fractions are subsets of larger
-// ones), calibrates each file under the same KL budget (or keeps the α
+// ones; their rows are copied from the full extraction, subsetActs),
+// calibrates each file under the same KL budget (or keeps the α
 // chosen on dev when there is none), and evaluates all of them on the test
 // items in one pass per task. The full-data results come from test. It
 // returns the result and the reports it wrote.
@@ -144,7 +149,7 @@ func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec
 			if !ok {
 				return nil, nil, fmt.Errorf("data efficiency: no training setting for %s", best[fam].file)
 			}
-			acts, err := c.extractActs(spec.layer, n)
+			acts, err := c.subsetActs(spec.layer, n)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -371,4 +376,91 @@ func (e *efficiency) writePlot(path string) error {
 		}
 		return nil
 	})
+}
+
+// subsetActs returns activation files of the first n[task] training items
+// of every task at layer l, reusing the study's full extraction: the rows
+// of those items' examples are copied (in order) from it into a new file,
+// instead of running the model again. A task whose n covers the whole
+// extraction gets the full file.
+func (c config) subsetActs(l int, n map[string]int) ([]string, error) {
+	full, err := c.extractActs(l, c.trainItems) // cached: the main extraction
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for i, task := range tasks {
+		_, items, err := trainRows(c.data, task, c.seed, n[task])
+		if err != nil {
+			return nil, err
+		}
+		if _, fullItems, _ := trainRows(c.data, task, c.seed, c.trainItems[task]); items == 0 || fullItems != 0 && items >= fullItems {
+			files = append(files, full[i])
+			continue
+		}
+		out := c.path(fmt.Sprintf("acts-L%d-%s-%s-of-%s.safetensors", l, task, itemsName(items), itemsName(c.trainItems[task])))
+		if _, err := os.Stat(out); err == nil {
+			fmt.Printf("   (cached) %s\n", filepath.Base(out))
+		} else {
+			part := trainParts[fmt.Sprintf("%s|%s|%d", c.data, task, c.seed)]
+			keep := map[int64]bool{}
+			for _, ex := range datasets.Examples(part[:items], "") {
+				keep[ex.SampleID] = true
+			}
+			fmt.Printf("   rows of the first %d %s training items: %s -> %s\n", items, task, filepath.Base(full[i]), filepath.Base(out))
+			if err := copyRows(full[i], out, keep, fmt.Sprintf("first %d training items", items)); err != nil {
+				return nil, err
+			}
+		}
+		files = append(files, out)
+	}
+	return files, nil
+}
+
+// copyRows writes the rows of activation file src whose sample is in keep
+// to dst (atomically, with src's metadata and Extra["subset"] = what). It
+// fails when no row is kept or a kept sample has no row.
+func copyRows(src, dst string, keep map[int64]bool, what string) error {
+	f, err := acts.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	meta := f.Meta
+	meta.Extra = maps.Clone(meta.Extra)
+	if meta.Extra == nil {
+		meta.Extra = map[string]string{}
+	}
+	meta.Extra["subset"] = what + " of " + filepath.Base(src)
+	w, err := acts.Create(dst, meta)
+	if err != nil {
+		return err
+	}
+	vec := make([]float32, meta.NEmbd)
+	seen := map[int64]bool{}
+	for i, r := range f.Rows {
+		if !keep[r.SampleID] {
+			continue
+		}
+		if err := f.Vector(i, vec); err != nil {
+			w.Abort()
+			return err
+		}
+		if err := w.Append(vec, []acts.Row{r}); err != nil {
+			w.Abort()
+			return err
+		}
+		seen[r.SampleID] = true
+	}
+	if len(seen) == 0 {
+		w.Abort()
+		return fmt.Errorf("%s: no rows of the %d samples to keep", src, len(keep))
+	}
+	// A sample may have no rows (e.g. an answer of only special tokens);
+	// most must be there, or src is not the extraction of these items.
+	if 2*len(seen) < len(keep) {
+		w.Abort()
+		return fmt.Errorf("%s: rows of only %d of the %d samples to keep: not the extraction of these items", src, len(seen), len(keep))
+	}
+	return w.Close()
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/matsteer/matsteer/acts"
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/eval"
 )
@@ -250,5 +251,57 @@ func TestDataEfficiencyTableAndPlot(t *testing.T) {
 		if !strings.Contains(string(svg), want) {
 			t.Errorf("plot lacks %q", want)
 		}
+	}
+}
+
+// TestCopyRows: the data-efficiency files reuse the full extraction: the
+// kept samples' rows, vectors and order, the source's metadata.
+func TestCopyRows(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "full.safetensors"), filepath.Join(dir, "sub.safetensors")
+	meta := acts.Meta{ModelArch: "llama", ModelName: "m", NEmbd: 3, Layer: 10, Site: "l_out", TokenMode: "response",
+		Attributes: []string{"bias"}, Source: "bbq", Extra: map[string]string{"model_sha256": "abc"}}
+	w, err := acts.Create(src, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Samples 7, 8, 9 with two rows each.
+	for i := range 6 {
+		s := int64(7 + i/2)
+		if err := w.Append([]float32{float32(i), float32(10 * i), -1}, []acts.Row{{Attribute: 0, Label: int8(i % 2), SampleID: s, Position: int32(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyRows(src, dst, map[int64]bool{7: true, 9: true}, "first 2 items"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := acts.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Len() != 4 || f.Rows[0].SampleID != 7 || f.Rows[2].SampleID != 9 || f.Rows[3].Position != 5 {
+		t.Fatalf("rows %+v", f.Rows)
+	}
+	v := make([]float32, 3)
+	if err := f.Vector(2, v); err != nil || !reflect.DeepEqual(v, []float32{4, 40, -1}) {
+		t.Errorf("row 2: %v %v, want [4 40 -1]", v, err)
+	}
+	if f.Meta.Extra["model_sha256"] != "abc" || f.Meta.Extra["subset"] != "first 2 items of full.safetensors" || f.Meta.Layer != 10 {
+		t.Errorf("meta %+v", f.Meta)
+	}
+	// Samples the file does not hold: an error, and nothing written.
+	bad := filepath.Join(dir, "bad.safetensors")
+	if err := copyRows(src, bad, map[int64]bool{1: true, 2: true}, "x"); err == nil || !strings.Contains(err.Error(), "no rows") {
+		t.Errorf("foreign samples: %v", err)
+	}
+	if err := copyRows(src, bad, map[int64]bool{7: true, 1: true, 2: true, 3: true}, "x"); err == nil || !strings.Contains(err.Error(), "not the extraction") {
+		t.Errorf("mostly foreign samples: %v", err)
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Error("a failed copy left a file")
 	}
 }
