@@ -9,15 +9,21 @@
 #                static libraries, headers and pkg-config file, for Go
 #                programs built outside this repository (README.md)
 #
-# Variables: CUDA=1 or VULKAN=1 (GPU builds), LLAMA_CPP_DIR=/path (your own llama.cpp
+#   make check-cuda
+#                compile llama.cpp with CUDA and link bin/matsteer-cuda (no GPU
+#                needed; README.md, "Builds")
+#
+# Variables: CUDA=1 or VULKAN=1 (GPU builds), CUDA_ARCHS="80;86;89;90" (the GPU
+# architectures a CUDA build compiles for), LLAMA_CPP_DIR=/path (your own llama.cpp
 # checkout), MATSTEER_CACHE=dir (default ~/.cache/matsteer), JOBS=n.
 
 SHELL := /bin/bash
 GO ?= go
 CUDA ?= 0
 VULKAN ?= 0
+CUDA_ARCHS ?= 80;86;89;90
 PREFIX ?= /usr/local
-export CUDA VULKAN
+export CUDA VULKAN CUDA_ARCHS
 export MATSTEER_CACHE ?= $(HOME)/.cache/matsteer
 # Link flags come from the llama.cpp build (llama/link_build.go, written by
 # scripts/llama-cpp.sh setup); no build tags select them.
@@ -25,7 +31,7 @@ GOTAGS :=
 BIN := bin/matsteer
 GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null) $(wildcard llama/*.c llama/*.h hooks/*.c hooks/*.h)
 
-.PHONY: all llama build model run test test-short test-outside test-vulkan bench eval fuzz vet install clean
+.PHONY: all llama build model run test test-short test-outside test-vulkan check-cuda bench eval fuzz vet install clean
 
 all: build
 
@@ -55,6 +61,15 @@ test: build model
 test-vulkan:
 	$(MAKE) VULKAN=1 build model
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-0} $(GO) test -count=1 -timeout 60m -run 'GPU|TestRealModels' ./hooks/ ./cmd/matsteer/
+
+# CUDA compiles and links without a GPU: llama.cpp built with CUDA for
+# CUDA_ARCHS (a system CUDA, else CUDA 13.0 from PyPI wheels:
+# scripts/cuda-toolkit.sh), bin/matsteer-cuda linked against it through its
+# pkg-config file (this checkout's own build is left as it is), and run:
+# --help, and a model load with every layer offloaded, which names the GPU, or
+# fails with a clear "no GPU" error where there is none.
+check-cuda: model
+	scripts/check-cuda.sh
 
 # A program in a module of its own, built against `make install`'s output.
 test-outside: build model

@@ -28,7 +28,13 @@
 # Environment:
 #   MATSTEER_CACHE  cache root (default ~/.cache/matsteer)
 #   LLAMA_CPP_DIR   use this llama.cpp checkout instead of the pinned source
-#   CUDA=1          build with GGML_CUDA=ON
+#   CUDA=1          build with GGML_CUDA=ON, for the GPU architectures in
+#                   CUDA_ARCHS (default 80;86;89;90; CMake's
+#                   CMAKE_CUDA_ARCHITECTURES), with the toolkit that
+#                   scripts/cuda-toolkit.sh finds (a system CUDA) or fetches
+#                   (CUDA 13.0 from PyPI wheels); without a libcuda to link
+#                   (the wheels have none) ggml-cuda is built with
+#                   GGML_CUDA_NO_VMM=ON
 #   VULKAN=1        build with GGML_VULKAN=ON (Debian: apt-get install glslc
 #                   libvulkan-dev spirv-headers; mesa-vulkan-drivers for a
 #                   software device); scripts/patches/ggml-vulkan-*.patch are
@@ -42,6 +48,7 @@ NPM_SHA256="7a231d6bafa14142a1cbed9893d4ec5bc6041b2a5f5939a623accaab4203c11f"
 
 CACHE="${MATSTEER_CACHE:-$HOME/.cache/matsteer}"
 CUDA="${CUDA:-0}"
+CUDA_ARCHS="${CUDA_ARCHS:-80;86;89;90}"
 VULKAN="${VULKAN:-0}"
 PATCHES="$(cd "$(dirname "$0")" && pwd)/patches"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
@@ -101,7 +108,17 @@ cmake_flags() {
   # context (llama_attach_threadpool), as llama-bench does. With OpenMP, the
   # Go runtime's threads and libgomp's spinning workers fought over the cores
   # (BENCHMARKS.md, "Single stream").
-  if [ "$CUDA" = "1" ]; then f+=(-DGGML_CUDA=ON); fi
+  if [ "$CUDA" = "1" ]; then
+    local info root driver
+    info=$("$(dirname "$0")/cuda-toolkit.sh" info) || die "no CUDA toolkit for CUDA=1"
+    root=$(sed -n 's/^root=//p' <<<"$info")
+    driver=$(sed -n 's/^driver=//p' <<<"$info")
+    f+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCHS" "-DCMAKE_CUDA_COMPILER=$root/bin/nvcc" "-DCUDAToolkit_ROOT=$root")
+    if [ "$driver" != yes ]; then
+      log "no libcuda to link in $root (nor the driver's): ggml-cuda without virtual memory management (GGML_CUDA_NO_VMM=ON)"
+      f+=(-DGGML_CUDA_NO_VMM=ON)
+    fi
+  fi
   if [ "$VULKAN" = "1" ]; then f+=(-DGGML_VULKAN=ON); fi
   printf '%s\n' "${f[@]}"
 }
@@ -153,6 +170,10 @@ build_targets=(llama ggml llama-completion llama-bench ggml-rpc-server)
 build() {
   local src; src=$(fetch_source)
   command -v cmake >/dev/null || die "cmake is required to build llama.cpp"
+  if [ "$CUDA" = "1" ]; then
+    [[ "$CUDA_ARCHS" =~ ^[0-9]+[af]?(-real|-virtual)?(\;[0-9]+[af]?(-real|-virtual)?)*$ ]] ||
+      die "CUDA_ARCHS=$CUDA_ARCHS: want GPU architectures separated by ';', e.g. 80;86;89;90 or 90 (CMake's CMAKE_CUDA_ARCHITECTURES)"
+  fi
   if [ "$VULKAN" = "1" ]; then
     command -v glslc >/dev/null || die "VULKAN=1 needs glslc and the Vulkan headers and loader (Debian: apt-get install glslc libvulkan-dev spirv-headers; mesa-vulkan-drivers for a software device)"
   fi
