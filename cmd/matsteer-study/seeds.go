@@ -41,7 +41,7 @@ func meanSD(xs []float64) (mean, sd float64) {
 
 // writeSeedSummary writes summary.md: the primary test metrics of every
 // method per split seed and their mean ± standard deviation across seeds,
-// what each seed chose, and the stage times.
+// what each seed chose, the stage times, and each seed's headline table.
 func writeSeedSummary(c config, runs []*seedRun) error {
 	path := filepath.Join(c.out, "summary.md")
 	f, err := os.Create(path)
@@ -151,6 +151,10 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 			total += st.took
 		}
 		fmt.Fprintf(w, "- seed %d: %s; total %s\n", r.seed, strings.Join(parts, "; "), total.Round(time.Second))
+	}
+	for _, r := range runs {
+		fmt.Fprintf(w, "\n## Seed %d: test results\n\n", r.seed)
+		writeHeadline(w, r.test, r.ret)
 	}
 	return nil
 }

@@ -193,6 +193,8 @@ func TestSeedSummary(t *testing.T) {
 		"[seed 1](seed-1/study.md)",
 		"- seed 0: mat-steer = mat-steer-paper-L14 at α=4; ",
 		"- seed 1: extraction 1m30s; total 1m30s",
+		"## Seed 1: test results",
+		"| mat-steer | mat-steer-paper-L14, α=2 | - | 0.700 [0.600, 0.800] * |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
