@@ -3,6 +3,7 @@ package steer
 import (
 	"bytes"
 	"context"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -46,7 +47,7 @@ func withShared(seed uint64) ([]AttributeData, [][]bool, [][]float64) {
 func TestSplitShared(t *testing.T) {
 	data, _, prompts := withShared(31)
 	orig, _ := synthData(31)
-	out, shared, nPos, nNeg, err := splitShared(data)
+	out, shared, nPos, nNeg, err := splitShared(data, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,11 +65,11 @@ func TestSplitShared(t *testing.T) {
 	}
 	// A row equal only up to its sign bit of zero is not shared (bits, not values).
 	a := AttributeData{Name: "z", Pos: [][]float64{{0, 1}, {2, 2}}, Neg: [][]float64{{negZero(), 1}, {3, 3}}}
-	if _, sh, np, _, err := splitShared([]AttributeData{a}); err != nil || len(sh) != 0 || np[0] != 0 {
+	if _, sh, np, _, err := splitShared([]AttributeData{a}, 0); err != nil || len(sh) != 0 || np[0] != 0 {
 		t.Errorf("-0 vs 0: %v shared, %v", sh, err)
 	}
 	all := AttributeData{Name: "same", Pos: [][]float64{{1, 2}}, Neg: [][]float64{{1, 2}, {1, 2}}}
-	if _, _, _, _, err := splitShared([]AttributeData{all}); err == nil || !strings.Contains(err.Error(), "nothing to train on") {
+	if _, _, _, _, err := splitShared([]AttributeData{all}, 0); err == nil || !strings.Contains(err.Error(), "nothing to train on") {
 		t.Errorf("all rows shared: %v", err)
 	}
 }
@@ -151,5 +152,63 @@ func TestTrainShared(t *testing.T) {
 	cfg.Shared, cfg.LambdaNeutral = SharedNeutral, 0.9
 	if _, l, err := Train(context.Background(), plain, cfg); err != nil || len(l.Warnings) != 1 || !strings.Contains(l.Warnings[0], "no neutral rows") {
 		t.Errorf("no shared rows: %v %v", err, l)
+	}
+}
+
+// Near-duplicates: prompt rows perturbed by ~1% of their norm on one side
+// are shared with a tolerance of 5% and not without one; distinct rows
+// stay.
+func TestSplitSharedTolerance(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const d = 64
+	row := func() []float64 {
+		r := make([]float64, d)
+		for j := range r {
+			r[j] = 10 * rng.NormFloat64()
+		}
+		return r
+	}
+	a := AttributeData{Name: "near"}
+	var prompts [][]float64
+	for i := 0; i < 200; i++ {
+		p := row()
+		prompts = append(prompts, p)
+		q := slices.Clone(p)
+		n := 0.0
+		for _, v := range p {
+			n += v * v
+		}
+		for j := range q {
+			q[j] += 0.01 * math.Sqrt(n/d) * rng.NormFloat64() // ~1% of the norm
+		}
+		a.Pos = append(a.Pos, p)
+		a.Neg = append(a.Neg, q)
+	}
+	for i := 0; i < 100; i++ { // the attribute's own rows
+		a.Pos = append(a.Pos, row())
+		a.Neg = append(a.Neg, row())
+	}
+	_, _, np0, nn0, err := splitShared([]AttributeData{a}, 0)
+	if err != nil || np0[0] != 0 || nn0[0] != 0 {
+		t.Fatalf("tolerance 0: %v+%v shared, %v", np0, nn0, err)
+	}
+	out, shared, np, nn, err := splitShared([]AttributeData{a}, 0.05)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if np[0] != 200 || nn[0] != 200 || len(out[0].Pos) != 100 || len(out[0].Neg) != 100 {
+		t.Fatalf("tolerance 0.05: %d+%d rows shared, %d+%d left; want 200+200 and 100+100", np[0], nn[0], len(out[0].Pos), len(out[0].Neg))
+	}
+	if len(shared) != 200 || !slices.Equal(shared[0], prompts[0]) {
+		t.Fatalf("%d shared rows, want the 200 positive copies", len(shared))
+	}
+	cfg := DefaultTrainConfig()
+	cfg.SharedTolerance = 0.05
+	if _, _, err := Train(context.Background(), []AttributeData{a}, cfg); err == nil || !strings.Contains(err.Error(), "tolerance needs") {
+		t.Errorf("tolerance without --shared: %v", err)
+	}
+	cfg.Shared, cfg.SharedTolerance = SharedDrop, 1
+	if _, _, err := Train(context.Background(), []AttributeData{a}, cfg); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Errorf("tolerance 1: %v", err)
 	}
 }

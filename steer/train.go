@@ -46,6 +46,11 @@ type TrainConfig struct {
 	// among both its positives and its negatives (shared prompt tokens).
 	// MethodMATSteer and MethodAllTokens only.
 	Shared string
+	// SharedTolerance (> 0) makes rows within this relative distance of
+	// a row on the other side shared too (‖a − b‖ ≤ tol·max(‖a‖, ‖b‖)):
+	// the same prompt token extracted in two different batches need not
+	// be bit-identical (see shared.go). 0: bit-identical rows only.
+	SharedTolerance float64
 
 	Seed         uint64
 	NormPreserve bool
@@ -161,6 +166,12 @@ func (c *TrainConfig) validate() error {
 	}
 	if err := validShared(c.Shared); err != nil {
 		return err
+	}
+	if !(c.SharedTolerance >= 0 && c.SharedTolerance < 1) {
+		return fmt.Errorf("shared-row tolerance %v out of range [0, 1)", c.SharedTolerance)
+	}
+	if c.SharedTolerance > 0 && (c.Shared == "" || c.Shared == SharedKeep) {
+		return fmt.Errorf("a shared-row tolerance needs shared-row handling %s or %s", SharedDrop, SharedNeutral)
 	}
 	if c.Shared != "" && c.Shared != SharedKeep && (c.Method == MethodMeanDiff || c.Method == MethodPCA) {
 		return fmt.Errorf("shared-row handling %s needs method %s or %s, not %s", c.Shared, MethodMATSteer, MethodAllTokens, c.Method)
@@ -354,7 +365,7 @@ func train(ctx context.Context, data []AttributeData, cfg TrainConfig, init *war
 	if cfg.Shared == SharedDrop || cfg.Shared == SharedNeutral {
 		var shared [][]float64
 		var err error
-		if data, shared, sharedPos, sharedNeg, err = splitShared(data); err != nil {
+		if data, shared, sharedPos, sharedNeg, err = splitShared(data, cfg.SharedTolerance); err != nil {
 			return nil, nil, fmt.Errorf("train: %w", err)
 		}
 		if cfg.Shared == SharedNeutral {
@@ -383,6 +394,9 @@ func train(ctx context.Context, data []AttributeData, cfg TrainConfig, init *war
 	if sharedPos != nil {
 		log.Shared, log.SharedPos, log.SharedNeg = cfg.Shared, sharedPos, sharedNeg
 		f.Training["shared"] = cfg.Shared
+		if cfg.SharedTolerance > 0 {
+			f.Training["shared_tolerance"] = fmtF(cfg.SharedTolerance)
+		}
 		f.Training["shared_pos"] = joinInts(sharedPos)
 		f.Training["shared_neg"] = joinInts(sharedNeg)
 	}

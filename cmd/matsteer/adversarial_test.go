@@ -314,6 +314,8 @@ func TestAdversarialFlags(t *testing.T) {
 		{trn("--lambda-neutral", "-1"), "--lambda-neutral -1: out of range"},
 		{trn("--gate-bias-init", "-101"), "--gate-bias-init -101: out of range"},
 		{trn("--gate-bias-init", "NaN"), "--gate-bias-init NaN"},
+		{trn("--shared-tol", "1"), "--shared-tol 1: out of range"},
+		{trn("--shared-tol", "-0.1"), "--shared-tol -0.1: out of range"},
 		{ev("--resamples", "-1"), "--resamples -1: out of range, want 100..1e6"},
 		{ev("--gen-tokens", "0"), "--gen-tokens 0: out of range, want 1..4096"},
 		{ev("--gen-limit", "-1"), "--gen-limit -1: out of range"},

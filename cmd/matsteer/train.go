@@ -100,6 +100,7 @@ Examples:
 			&cli.StringSliceFlag{Name: "neutral-acts", Usage: "activation `FILE` of neutral text (repeatable; all its rows): gates are penalised on them"},
 			floatIn(&cli.Float64Flag{Name: "lambda-neutral", Value: defaultLambdaNeutral, Usage: "weight of the gate penalty on --neutral-acts rows"}, closed(0, 1e6)),
 			&cli.StringFlag{Name: "shared", Value: steer.SharedKeep, Usage: "rows an attribute has among both its positives and negatives: keep | drop | neutral (drop them and use them as neutral rows)"},
+			floatIn(&cli.Float64Flag{Name: "shared-tol", Usage: "with --shared drop|neutral: rows within this relative distance of a row on the other side count as shared too (the same prompt token from two extraction batches need not be bit-identical; e.g. 0.05; 0: bit-identical only)"}, rightOpen(0, 1)),
 			&cli.StringFlag{Name: "init", Usage: "steering `FILE` (mat-steer) to continue training from with the rows of --acts (warm start)"},
 			floatIn(&cli.Float64Flag{Name: "lr", Value: def.LR, Usage: "Adam learning rate"}, leftOpen(0, 100)),
 			intIn(&cli.IntFlag{Name: "batch", Value: def.Batch, Usage: "positives and negatives per attribute per step"}, 1, 1<<16),
@@ -236,6 +237,7 @@ func runTrain(c *cli.Context) error {
 	}
 	neutralPaths := c.StringSlice("neutral-acts")
 	cfg.Shared = c.String("shared")
+	cfg.SharedTolerance = c.Float64("shared-tol")
 	if cfg.Shared != steer.SharedKeep && cfg.Shared != steer.SharedDrop && cfg.Shared != steer.SharedNeutral {
 		return fmt.Errorf("--shared %q: want %s, %s or %s", cfg.Shared, steer.SharedKeep, steer.SharedDrop, steer.SharedNeutral)
 	}
