@@ -38,7 +38,8 @@
 #   VULKAN=1        build with GGML_VULKAN=ON (Debian: apt-get install glslc
 #                   libvulkan-dev spirv-headers; mesa-vulkan-drivers for a
 #                   software device); scripts/patches/ggml-vulkan-*.patch are
-#                   applied to a copy of the source first
+#                   applied to a copy of the source first (as
+#                   scripts/patches/ggml-rpc-*.patch are for every build)
 #   JOBS            parallel build jobs (default: number of CPUs)
 set -euo pipefail
 
@@ -123,10 +124,15 @@ cmake_flags() {
   printf '%s\n' "${f[@]}"
 }
 
-# build_patches prints the patches this build applies to the source: the
-# Vulkan ones for VULKAN=1 (ggml-vulkan.cpp does not compile with Debian
-# 12's Vulkan headers without them).
+# build_patches prints the patches this build applies to the source: every
+# build gets ggml-rpc-*.patch (graph views keep a uid and rpc-server holds
+# several graphs per device, so a hooked layer on an rpc-server does not
+# re-send the graph every token: BENCHMARKS.md, "RPC"); VULKAN=1 also gets
+# ggml-vulkan-*.patch (ggml-vulkan.cpp does not compile with Debian 12's
+# Vulkan headers without it). The patches applied are part of the build's
+# cache key (patched_source), so builds with different patch sets never mix.
 build_patches() {
+  ls "$PATCHES"/ggml-rpc-*.patch 2>/dev/null || true
   if [ "$VULKAN" = "1" ]; then ls "$PATCHES"/ggml-vulkan-*.patch 2>/dev/null || true; fi
 }
 
