@@ -161,7 +161,13 @@ patched_source() {
     cp -a "$src" "$tmp/src" || { rm -rf "$tmp"; die "cannot copy $src"; }
   fi
   for p in "${use[@]}"; do
-    (cd "$tmp/src" && patch -p1 -s <"$p") || { rm -rf "$tmp"; die "applying $(basename "$p") failed"; }
+    # patch(1) where there is one, else git apply (every build applies a
+    # patch, so neither may be assumed).
+    if command -v patch >/dev/null; then
+      (cd "$tmp/src" && patch -p1 -s <"$p")
+    else
+      git -C "$tmp/src" apply "$p"
+    fi || { rm -rf "$tmp"; die "applying $(basename "$p") failed"; }
     log "applied $(basename "$p")"
   done
   touch "$tmp/src/.matsteer-complete"
