@@ -88,7 +88,11 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 			}
 		}
 	}
-	fmt.Fprintf(w, "Primary test metrics: mean ± standard deviation across seeds (each seed's value in parentheses, in seed order).\n\n")
+	if len(runs) == 1 {
+		fmt.Fprintf(w, "Primary test metrics (one seed: no spread; run -seeds 0,1,2 for one).\n\n")
+	} else {
+		fmt.Fprintf(w, "Primary test metrics: mean ± standard deviation across seeds (each seed's value in parentheses, in seed order).\n\n")
+	}
 	fmt.Fprintf(w, "| method |")
 	for _, task := range tasks {
 		fmt.Fprintf(w, " %s %s |", task, primary[task])
@@ -117,13 +121,18 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 				avgs[i] += v / float64(len(tasks))
 			}
 			cell := "-"
-			if len(xs) > 0 {
+			switch {
+			case len(runs) == 1 && len(xs) == 1:
+				cell = fmt.Sprintf("%.3f", xs[0]) // one seed: no spread
+			case len(xs) > 0:
 				m, sd := meanSD(xs)
 				cell = fmt.Sprintf("%.3f ± %.3f (%s)", m, sd, strings.Join(per, ", "))
 			}
 			fmt.Fprintf(w, " %s |", cell)
 		}
-		if complete {
+		if complete && len(runs) == 1 {
+			fmt.Fprintf(w, " %.3f |\n", avgs[0])
+		} else if complete {
 			m, sd := meanSD(avgs)
 			var per []string
 			for _, a := range avgs {

@@ -200,6 +200,13 @@ func TestSeedSummary(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
 	}
+	b.Reset()
+	if err := seedSummary(&b, []*seedRun{mk(3, 0.4, 0.5)}); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.Contains(out, "| mat-steer | 0.500 | 0.500 | 0.500 | 0.500 |") || strings.Contains(out, "±") {
+		t.Errorf("one seed: want plain values, no spread:\n%s", out)
+	}
 	if err := seedSummary(&b, nil); err == nil {
 		t.Error("no seeds: no error")
 	}
