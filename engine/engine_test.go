@@ -66,7 +66,10 @@ func steerFile(nEmbd, layer int, seed float64) *steer.File {
 
 func (v env) intervention(t *testing.T, f *steer.File, global float64) *intervene.Intervention {
 	t.Helper()
-	iv, err := intervene.New(f, steer.ApplyOptions{Global: global}, v.m, v.cat)
+	// Every row is steered here, BOS included: these tests check which
+	// rows get which request's steering, not the special-token rule
+	// (intervene's tests cover that).
+	iv, err := intervene.New(f, steer.ApplyOptions{Global: global, SteerSpecial: true}, v.m, v.cat)
 	if err != nil {
 		t.Fatal(err)
 	}

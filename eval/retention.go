@@ -294,7 +294,10 @@ type GateStat struct {
 	Label         int    `json:"label"`          // 1 positive (desired), 0 negative
 	Attribute     string `json:"attribute"`      // the steering file's attribute
 	Texts         int    `json:"texts"`
-	Tokens        int    `json:"tokens"`
+	// Tokens counts the tokens that steering can touch: control tokens and
+	// chat-template role headers, which it leaves alone (see
+	// intervene.SpecialTokens), are not counted.
+	Tokens int `json:"tokens"`
 	// MeanGate is the mean gate over all tokens of these texts.
 	MeanGate float64 `json:"mean_gate"`
 	// AbovePerText is the mean number of tokens per text with a gate above
@@ -382,6 +385,9 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 		tallies := map[key]*tally{}
 		var cur *tally
 		iv.SetAudit(func(a intervene.RowAudit) {
+			if a.Skipped {
+				return // a control or chat-template token: never steered, not counted
+			}
 			cur.tokens++
 			for k, g := range a.Gates {
 				cur.sum[k] += float64(g)

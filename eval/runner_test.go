@@ -388,10 +388,17 @@ func TestGateStats(t *testing.T) {
 		{Attribute: "tone", Label: 0, Prompt: "Go", Response: " away now!"},
 		{Attribute: "tone", Label: 1, Prompt: "Thanks", Response: " a lot."},
 	}
+	// Control tokens (the BOS here) are never steered, so they are not
+	// counted either.
+	special := intervene.SpecialTokensOf(e.m)
 	tokens := map[int]int{}
 	for _, x := range ex {
 		tk, _ := e.m.Tokenize(x.Text(), true, false)
-		tokens[x.Label] += len(tk)
+		for _, tok := range tk {
+			if !special.IsControl(tok) {
+				tokens[x.Label]++
+			}
+		}
 	}
 	// A file without gated attributes (mean difference) has nothing to report.
 	ungatedFile := testFile(e.m.NEmbd(), 1, 0)

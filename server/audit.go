@@ -60,6 +60,10 @@ func newAuditRecorder(m *llama.Model, id, file string, attrs []string, promptLen
 // row appends one line:
 //
 //	{"request_id":"chatcmpl-…","file":"safety","pos":7,"token":1234,"text":" hello","generated":false,"gates":{"toxicity":0.93,"truthfulness":0.02},"delta":0.41}
+//
+// A row steering leaves alone (a control token or a chat-template role
+// header, see intervene.SpecialTokens) has gates 0, delta 0 and
+// "skipped":true.
 func (r *auditRecorder) row(a intervene.RowAudit) {
 	b := r.buf.AvailableBuffer()
 	b = append(b, r.prefix...)
@@ -83,6 +87,10 @@ func (r *auditRecorder) row(a intervene.RowAudit) {
 	}
 	b = append(b, `},"delta":`...)
 	b = appendNum(b, a.Delta)
+	if a.Skipped {
+		// A control token or chat-template role header: left unsteered.
+		b = append(b, `,"skipped":true`...)
+	}
 	b = append(b, "}\n"...)
 	r.buf.Write(b)
 }

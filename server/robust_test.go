@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/matsteer/matsteer/intervene"
+	"github.com/matsteer/matsteer/llama"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 )
@@ -288,7 +290,8 @@ func TestAuditLog(t *testing.T) {
 	}
 	nPrompt := int(resp.Usage.PromptTokens)
 	sc := bufio.NewScanner(strings.NewReader(log.String()))
-	n, generated := 0, 0
+	special := intervene.SpecialTokensOf(f.m)
+	n, generated, skipped := 0, 0, 0
 	for sc.Scan() {
 		var line struct {
 			RequestID string             `json:"request_id"`
@@ -299,6 +302,7 @@ func TestAuditLog(t *testing.T) {
 			Generated bool               `json:"generated"`
 			Gates     map[string]float64 `json:"gates"`
 			Delta     float64            `json:"delta"`
+			Skipped   bool               `json:"skipped"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			t.Fatalf("line %d: %v: %s", n, err, sc.Text())
@@ -307,7 +311,16 @@ func TestAuditLog(t *testing.T) {
 			t.Fatalf("line %d: %s (response id %s, %d prompt tokens)", n, sc.Text(), resp.ID, nPrompt)
 		}
 		g := line.Gates["tone"]
-		if len(line.Gates) != 2 || line.Gates["style"] != 1 || g <= 0 || g >= 1 || line.Delta <= 0 {
+		if special.IsControl(llama.Token(line.Token)) && !line.Skipped {
+			t.Fatalf("line %d: control token %d steered: %s", n, line.Token, sc.Text())
+		}
+		if line.Skipped {
+			// A control token: never steered, so no gate and no change.
+			if len(line.Gates) != 2 || line.Gates["style"] != 0 || g != 0 || line.Delta != 0 {
+				t.Fatalf("line %d skipped but steered: %s", n, sc.Text())
+			}
+			skipped++
+		} else if len(line.Gates) != 2 || line.Gates["style"] != 1 || g <= 0 || g >= 1 || line.Delta <= 0 {
 			t.Fatalf("line %d gates: %s", n, sc.Text())
 		}
 		if line.Generated {
@@ -318,6 +331,10 @@ func TestAuditLog(t *testing.T) {
 	// Every prompt row and every generated token but the last is decoded.
 	if n != nPrompt+5 || generated != 5 {
 		t.Fatalf("%d audit lines (%d generated) for %d prompt + 6 generated tokens", n, generated, nPrompt)
+	}
+	// The chat prompt starts with BOS, which steering leaves alone.
+	if skipped == 0 || skipped >= nPrompt {
+		t.Fatalf("%d of %d prompt rows skipped, want the special ones only", skipped, nPrompt)
 	}
 }
 
