@@ -81,11 +81,14 @@ test-short: llama
 bench: build model
 	@scripts/bench.sh
 
-# The reproducible study of RESULTS.md (about 40 minutes on 2 cores).
+# The reproducible study of RESULTS.md: one split seed, full test sets (about 50 minutes on a
+# quiet 2-core machine, estimated). STUDY_FLAGS adds flags: STUDY_FLAGS="-seeds 0,1,2" or
+# STUDY_FLAGS="-fractions 0.1,0.25,0.5".
+STUDY_FLAGS ?=
 # Data: $MATSTEER_DATA, else ../shared/data when present, else `matsteer data pull` fetches it.
 eval: build model
 	@export MATSTEER_DATA="$${MATSTEER_DATA:-$$(cd ../shared/data 2>/dev/null && pwd)}" && $(BIN) data pull >/dev/null && \
-	  $(GO) run $(GOTAGS) ./cmd/matsteer-study -data "$$($(BIN) data path)"
+	  $(GO) run $(GOTAGS) ./cmd/matsteer-study -data "$$($(BIN) data path)" $(STUDY_FLAGS)
 
 # Every fuzz target, FUZZTIME each (scripts/fuzz.sh SECONDS is the bounded CI
 # run; it fails when a target is missing here).
