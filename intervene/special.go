@@ -1,9 +1,6 @@
 package intervene
 
 import (
-	"strings"
-	"sync"
-
 	"github.com/matsteer/matsteer/llama"
 )
 
@@ -41,41 +38,15 @@ type SpecialTokens struct {
 	bos     llama.Token // the BOS the tokenizer adds (-1: none)
 }
 
-type specialKey struct {
-	m      *llama.Model
-	path   string
-	nVocab int
-}
-
-var specialCache sync.Map // specialKey -> *SpecialTokens
-
-// SpecialTokensOf returns the classification of m's vocabulary (computed
-// once per model: two detokenizations of each control-token candidate). A
-// control token is one whose text is empty unless special tokens are
-// rendered (llama.cpp's CONTROL attribute: BOS, EOS, chat-turn markers).
+// SpecialTokensOf returns the classification of m's vocabulary for
+// Scaffold (llama.Model.TokenKinds, computed once per model).
 func SpecialTokensOf(m *llama.Model) *SpecialTokens {
-	key := specialKey{m: m, path: m.Path(), nVocab: m.NVocab()}
-	if s, ok := specialCache.Load(key); ok {
-		return s.(*SpecialTokens)
-	}
-	n := m.NVocab()
-	sp := m.Special()
-	s := &SpecialTokens{control: make([]bool, n), newline: make([]bool, n), bos: -1}
-	if sp.AddBOS {
+	k := m.TokenKinds()
+	s := &SpecialTokens{control: k.Control, newline: k.Newline, bos: -1}
+	if sp := m.Special(); sp.AddBOS {
 		s.bos = sp.BOS
 	}
-	one := make([]llama.Token, 1)
-	for t := 0; t < n; t++ {
-		one[0] = llama.Token(t)
-		plain := m.Detokenize(one, false, false)
-		if plain == "" {
-			s.control[t] = m.Detokenize(one, false, true) != ""
-			continue
-		}
-		s.newline[t] = strings.Contains(plain, "\n")
-	}
-	v, _ := specialCache.LoadOrStore(key, s)
-	return v.(*SpecialTokens)
+	return s
 }
 
 // IsControl reports whether tok is a control token (false for ids outside

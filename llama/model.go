@@ -45,6 +45,9 @@ type Model struct {
 	eogOnce sync.Once
 	eog     []Token
 
+	kindsOnce sync.Once
+	kinds     TokenKinds
+
 	rpc       []string
 	placement Placement
 }
@@ -280,6 +283,37 @@ func (m *Model) EOGTokens() []Token {
 		}
 	})
 	return m.eog
+}
+
+// TokenKinds classifies a model's vocabulary by how its tokens render.
+type TokenKinds struct {
+	// Control[t]: t renders only as special text (llama.cpp's CONTROL
+	// attribute: BOS, EOS, chat-turn markers).
+	Control []bool
+	// Newline[t]: t's text holds a newline.
+	Newline []bool
+}
+
+// TokenKinds returns the classification of the vocabulary, computed once
+// per model (two detokenizations of each control-token candidate, one of
+// every other token). The slices are shared: do not modify them.
+func (m *Model) TokenKinds() TokenKinds {
+	m.kindsOnce.Do(func() {
+		n := m.NVocab()
+		k := TokenKinds{Control: make([]bool, n), Newline: make([]bool, n)}
+		one := make([]Token, 1)
+		for t := 0; t < n; t++ {
+			one[0] = Token(t)
+			plain := m.Detokenize(one, false, false)
+			if plain == "" {
+				k.Control[t] = m.Detokenize(one, false, true) != ""
+				continue
+			}
+			k.Newline[t] = strings.Contains(plain, "\n")
+		}
+		m.kinds = k
+	})
+	return m.kinds
 }
 
 // Tokenize converts text to tokens. addSpecial adds BOS/EOS as the model
