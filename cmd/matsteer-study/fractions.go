@@ -149,7 +149,7 @@ func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec
 			if !ok {
 				return nil, nil, fmt.Errorf("data efficiency: no training setting for %s", best[fam].file)
 			}
-			acts, err := c.subsetActs(spec.layer, n)
+			acts, err := c.subsetActs(spec.layer, n, c.tokensOf(spec))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -379,12 +379,12 @@ func (e *efficiency) writePlot(path string) error {
 }
 
 // subsetActs returns activation files of the first n[task] training items
-// of every task at layer l, reusing the study's full extraction: the rows
+// of every task at layer l (token mode tokens), reusing the study's full extraction: the rows
 // of those items' examples are copied (in order) from it into a new file,
 // instead of running the model again. A task whose n covers the whole
 // extraction gets the full file.
-func (c config) subsetActs(l int, n map[string]int) ([]string, error) {
-	full, err := c.extractActs(l, c.trainItems) // cached: the main extraction
+func (c config) subsetActs(l int, n map[string]int, tokens string) ([]string, error) {
+	full, err := c.extractActs(l, c.trainItems, tokens) // cached: the main extraction
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +398,7 @@ func (c config) subsetActs(l int, n map[string]int) ([]string, error) {
 			files = append(files, full[i])
 			continue
 		}
-		out := c.path(fmt.Sprintf("acts-L%d-%s-%s-of-%s.safetensors", l, task, itemsName(items), itemsName(c.trainItems[task])))
+		out := c.path(fmt.Sprintf("%s-L%d-%s-%s-of-%s.safetensors", c.actsPrefix(tokens), l, task, itemsName(items), itemsName(c.trainItems[task])))
 		if _, err := os.Stat(out); err == nil {
 			fmt.Printf("   (cached) %s\n", filepath.Base(out))
 		} else {

@@ -13,6 +13,15 @@
 // By default the test sets are every TruthfulQA question and ToxiGen pair
 // of the test part and 600 BBQ items (100 per category).
 //
+// With -selective (the default), MAT-Steer is also trained with the
+// selective-gate options as a family of its own, mat-steer-selective:
+// every-token training rows (extract --tokens all) whose shared prompt
+// rows become neutral rows (train --shared neutral --shared-tol 0.05) and
+// a heavier preservation weight (--lambda-pos 9). It is chosen on dev and
+// tested like the others, so the headline, the paired tests and the gate
+// table (mean gate on undesired vs desired held-out texts) are its
+// ablation against the paper's settings.
+//
 // -seeds repeats the whole protocol per split seed (work and results in
 // seed-N folders) and writes summary.md with the mean ± standard deviation
 // across seeds. -fractions adds the data-efficiency study: each method's
@@ -61,6 +70,9 @@ type config struct {
 	extraTrainFlags                 string
 	seeds                           []uint64
 	fractions                       []float64
+	// selective adds the mat-steer-selective family (see the package
+	// documentation).
+	selective bool
 	// seed is the split seed of one run of the protocol (runSeed).
 	seed uint64
 }
@@ -102,6 +114,7 @@ func main() {
 	flag.StringVar(&cfg.alphas, "alphas", "1,2", "global strengths to sweep on dev when -max-kl is 0")
 	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
 	flag.StringVar(&cfg.extraTrainFlags, "train-flags", "", "extra flags for every `matsteer train --method mat-steer`")
+	flag.BoolVar(&cfg.selective, "selective", true, "also train MAT-Steer with selective gates as its own method (mat-steer-selective: every-token rows, --shared neutral --shared-tol 0.05, --lambda-pos 9), the ablation of those options")
 	flag.StringVar(&seeds, "seeds", "0", "split seeds: the whole protocol (split, extract, train, calibrate, select, test) runs once per seed, and the summary gives mean ± standard deviation across seeds")
 	flag.StringVar(&fractions, "fractions", "", "data efficiency: after selection, retrain each method's chosen setting on these fractions of the training items (e.g. 0.1,0.25,0.5; 1 is the main result), calibrate under the same budget and test; empty: none")
 	flag.StringVar(&trainItems, "train-items", defaultTrainItems, "training items per task (TruthfulQA questions, BBQ items, ToxiGen pairs; 0: the whole train part), taken evenly across categories")
@@ -283,15 +296,51 @@ type seedRun struct {
 // fileSpec says how a steering file of the study was trained, so that the
 // data-efficiency runs can train the same setting on fewer rows.
 type fileSpec struct {
-	method, lambda string // lambda: a key of config.lambdas ("" for the baselines)
+	method, lambda string // lambda: a key of config.lambdas, selectiveSetting, or "" (the baselines)
 	layer          int
+	// tokens is the training rows' token mode (extract --tokens) when it
+	// is not the study's -tokens ("": the study's).
+	tokens string
+}
+
+// selectiveSetting is the λ setting of the mat-steer-selective family:
+// the paper's λ with a heavier preservation weight, trained on every-token
+// rows whose shared prompt rows are neutral rows.
+const selectiveSetting = "selective"
+
+// selectiveTrainFlags are the `matsteer train` flags of selectiveSetting.
+var selectiveTrainFlags = []string{"--lambda-pos", "9", "--lambda-sparse", "0.9", "--lambda-ortho", "0.1", "--shared", "neutral", "--shared-tol", "0.05"}
+
+// selectiveFamily names the mat-steer-selective family in the reports.
+const selectiveFamily = "mat-steer-selective"
+
+// familyOf is the method family of a steered condition: the steering
+// file's method, except that MAT-Steer files of selectiveSetting
+// (mat-steer-selective-L*.gguf, also as a data-efficiency file
+// fracF-mat-steer-selective-L*.gguf) are a family of their own.
+func familyOf(info *eval.SteeringInfo) string {
+	if info.Method == "mat-steer" && strings.Contains(filepath.Base(info.Path), selectiveFamily+"-L") {
+		return selectiveFamily
+	}
+	return info.Method
+}
+
+// tokensOf is the token mode of spec's training rows.
+func (c config) tokensOf(spec fileSpec) string {
+	if spec.tokens != "" {
+		return spec.tokens
+	}
+	return c.tokens
 }
 
 // trainArgs are the arguments of `matsteer train` for spec on the given
 // activation files.
 func (c config) trainArgs(spec fileSpec, out string, acts []string) []string {
 	args := []string{"train", "--method", spec.method, "--out", out, "--quiet"}
-	if spec.lambda != "" {
+	if spec.lambda == selectiveSetting {
+		args = append(args, selectiveTrainFlags...)
+		args = append(args, strings.Fields(c.extraTrainFlags)...)
+	} else if spec.lambda != "" {
 		lam := c.lambdas[spec.lambda]
 		args = append(args, "--lambda-pos", lam[0], "--lambda-sparse", lam[1], "--lambda-ortho", lam[2])
 		args = append(args, strings.Fields(c.extraTrainFlags)...)
@@ -310,17 +359,27 @@ func itemsName(n int) string {
 	return fmt.Sprintf("n%d", n)
 }
 
+// actsPrefix starts the name of an activation file of token mode tokens:
+// "acts" for the study's -tokens, "acts-MODE" for another.
+func (c config) actsPrefix(tokens string) string {
+	if tokens == c.tokens {
+		return "acts"
+	}
+	return "acts-" + tokens
+}
+
 // extractActs extracts the activations of the first n training items of
-// every task at layer l (n per task; 0: all) and returns the files.
-func (c config) extractActs(l int, n map[string]int) ([]string, error) {
+// every task at layer l (n per task; 0: all), with token mode tokens
+// (extract --tokens), and returns the files.
+func (c config) extractActs(l int, n map[string]int, tokens string) ([]string, error) {
 	var files []string
 	for _, task := range tasks {
 		limit, items, err := trainRows(c.data, task, c.seed, n[task])
 		if err != nil {
 			return nil, err
 		}
-		out := c.path(fmt.Sprintf("acts-L%d-%s-%s.safetensors", l, task, itemsName(items)))
-		args := []string{"extract", "--data", filepath.Join(c.data, task), "--split", "train", "--layer", strconv.Itoa(l), "--tokens", c.tokens, "--out", out}
+		out := c.path(fmt.Sprintf("%s-L%d-%s-%s.safetensors", c.actsPrefix(tokens), l, task, itemsName(items)))
+		args := []string{"extract", "--data", filepath.Join(c.data, task), "--split", "train", "--layer", strconv.Itoa(l), "--tokens", tokens, "--out", out}
 		args = append(args, c.seedArgs()...)
 		if limit > 0 {
 			args = append(args, "--limit", strconv.Itoa(limit))
@@ -383,14 +442,22 @@ func runSeed(c config) (*seedRun, error) {
 		return nil, err
 	}
 	st := &stageTimer{t0: time.Now()}
-	// 1. Activations of the train splits.
-	acts := map[int][]string{}
-	for _, l := range c.layers {
-		files, err := c.extractActs(l, c.trainItems)
-		if err != nil {
-			return nil, err
+	// 1. Activations of the train splits (and every-token rows for
+	// mat-steer-selective).
+	modes := []string{c.tokens}
+	if c.selective && c.tokens != "all" {
+		modes = append(modes, "all")
+	}
+	acts := map[string]map[int][]string{} // token mode -> layer -> files
+	for _, mode := range modes {
+		acts[mode] = map[int][]string{}
+		for _, l := range c.layers {
+			files, err := c.extractActs(l, c.trainItems, mode)
+			if err != nil {
+				return nil, err
+			}
+			acts[mode][l] = files
 		}
-		acts[l] = files
 	}
 	st.mark("extraction")
 	// 2. Steering files: MAT-Steer per λ setting, and the baselines.
@@ -400,7 +467,7 @@ func runSeed(c config) (*seedRun, error) {
 		names := sortedKeys(c.lambdas)
 		var todo []fileSpec
 		for _, name := range names {
-			todo = append(todo, fileSpec{"mat-steer", name, l})
+			todo = append(todo, fileSpec{method: "mat-steer", lambda: name, layer: l})
 		}
 		for _, method := range []string{"mean-diff", "pca", "all-tokens"} {
 			spec := fileSpec{method: method, layer: l}
@@ -409,9 +476,12 @@ func runSeed(c config) (*seedRun, error) {
 			}
 			todo = append(todo, spec)
 		}
+		if c.selective {
+			todo = append(todo, fileSpec{method: "mat-steer", lambda: selectiveSetting, layer: l, tokens: "all"})
+		}
 		for _, spec := range todo {
 			out := c.path(spec.fileName())
-			if err := c.matsteer(out, c.trainArgs(spec, out, acts[l])...); err != nil {
+			if err := c.matsteer(out, c.trainArgs(spec, out, acts[c.tokensOf(spec)][l])...); err != nil {
 				return nil, err
 			}
 			files = append(files, out)
@@ -605,7 +675,7 @@ func choose(dev map[string]*eval.Report) (map[string]choice, []sweepRow) {
 		}
 		// One family per method: the layer, λ setting and α are its
 		// hyperparameters, chosen on dev.
-		fam := info[name].Method
+		fam := familyOf(info[name])
 		if cur, ok := best[fam]; !ok || r.avg > cur.dev {
 			best[fam] = choice{file: info[name].Path, alpha: info[name].Global, dev: r.avg}
 		}
@@ -692,6 +762,7 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 	writeHeadline(f, test, ret)
 	fmt.Fprintln(f)
 	writePairedTests(f, test)
+	writeGateTable(f, test)
 	if eff != nil {
 		fmt.Fprintf(f, "\n## Data efficiency\n\n")
 		eff.writeTable(f)
@@ -736,7 +807,7 @@ func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) 
 	for _, m := range test[tasks[0]].Methods {
 		label, setting := m.Name, "-"
 		if m.Steering != nil {
-			label = m.Steering.Method
+			label = familyOf(m.Steering)
 			setting = fmt.Sprintf("%s, α=%.3g", strings.TrimSuffix(filepath.Base(m.Steering.Path), ".gguf"), m.Steering.Global)
 		}
 		fmt.Fprintf(w, "| %s | %s |", label, setting)
@@ -854,11 +925,92 @@ func writePairedTests(w io.Writer, test map[string]*eval.Report) {
 	io.WriteString(w, b.String())
 }
 
+// writeGateTable writes how selective every gated condition's gates are on
+// held-out text (the test reports' --gates): per task, the mean gate of
+// the steering attribute trained on that task's data, on the undesired
+// (label 0) and the desired (label 1) texts of the first test items, their
+// ratio, and the tokens per text whose gate is over the threshold (the
+// paper's Table 2). Nothing is written when no report has gates.
+func writeGateTable(w io.Writer, test map[string]*eval.Report) {
+	type cell struct {
+		attr     string
+		neg, pos *eval.GateStat
+	}
+	cells := map[string]map[string]*cell{} // condition -> task -> cell
+	var names []string
+	labels := map[string]string{}
+	thr := 0.0
+	for _, task := range tasks {
+		rep := test[task]
+		if rep == nil || rep.Gates == nil {
+			continue
+		}
+		for _, g := range rep.Gates.Results {
+			if cells[g.Name] == nil {
+				cells[g.Name] = map[string]*cell{}
+				names = append(names, g.Name)
+				labels[g.Name] = g.Name
+				if g.Steering != nil {
+					labels[g.Name] = familyOf(g.Steering)
+				}
+			}
+			thr = g.Threshold
+			for i := range g.Stats {
+				st := &g.Stats[i]
+				if st.Attribute != st.DataAttribute {
+					continue
+				}
+				c := cells[g.Name][task]
+				if c == nil {
+					c = &cell{attr: st.Attribute}
+					cells[g.Name][task] = c
+				}
+				switch st.Label {
+				case 0:
+					c.neg = st
+				case 1:
+					c.pos = st
+				}
+			}
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Gates on held-out text\n\n")
+	fmt.Fprintf(w, "Mean gate of the attribute trained on each task's data, on the undesired / desired texts (prompt + answer) of the first test items (`eval --gates`; control tokens and chat-template headers are not counted), their ratio, and the tokens per text with a gate over %g (undesired / desired). The paper's Table 2 has toxicity 0.61 / 0.08 (7.6×).\n\n", thr)
+	fmt.Fprintf(w, "| method |")
+	for _, task := range tasks {
+		fmt.Fprintf(w, " %s: mean gate (ratio) | tokens > %g / text |", task, thr)
+	}
+	fmt.Fprintf(w, "\n|---|")
+	for range tasks {
+		fmt.Fprintf(w, "---|---|")
+	}
+	fmt.Fprintf(w, "\n")
+	for _, name := range names {
+		fmt.Fprintf(w, "| %s |", labels[name])
+		for _, task := range tasks {
+			c := cells[name][task]
+			if c == nil || c.neg == nil || c.pos == nil {
+				fmt.Fprintf(w, " - | - |")
+				continue
+			}
+			ratio := "-"
+			if c.pos.MeanGate > 0 {
+				ratio = fmt.Sprintf("%.1f×", c.neg.MeanGate/c.pos.MeanGate)
+			}
+			fmt.Fprintf(w, " %s %.3f / %.3f (%s) | %.1f / %.1f |", c.attr, c.neg.MeanGate, c.pos.MeanGate, ratio, c.neg.AbovePerText, c.pos.AbovePerText)
+		}
+		fmt.Fprintf(w, "\n")
+	}
+}
+
 // label names a condition by its method (the unsteered model: none).
 func label(test map[string]*eval.Report, name string) string {
 	for _, m := range test[tasks[0]].Methods {
 		if m.Name == name && m.Steering != nil {
-			return m.Steering.Method
+			return familyOf(m.Steering)
 		}
 	}
 	return name

@@ -147,3 +147,73 @@ func TestHeadlineTableWithStats(t *testing.T) {
 		t.Errorf("paired tests without statistics:\n%s", b.String())
 	}
 }
+
+func TestSelectiveIsItsOwnFamily(t *testing.T) {
+	dev := devReports(map[string][3]float64{
+		"none":                              {0.4, 0.3, 0.5},
+		"mat-steer|mat-steer-paper-L14":     {0.5, 0.4, 0.6},
+		"mat-steer|mat-steer-selective-L10": {0.6, 0.6, 0.6}, // better, but not a paper setting
+	})
+	best, _ := choose(dev)
+	if best["mat-steer"].file != "/w/mat-steer-paper-L14.gguf" || best[selectiveFamily].file != "/w/mat-steer-selective-L10.gguf" || len(best) != 2 {
+		t.Fatalf("best %+v: want the paper file for mat-steer and the selective file for %s", best, selectiveFamily)
+	}
+	frac := &eval.SteeringInfo{Method: "mat-steer", Path: "/w/frac0.25-mat-steer-selective-L10.gguf"}
+	if got := familyOf(frac); got != selectiveFamily {
+		t.Errorf("familyOf(%s) = %q", frac.Path, got)
+	}
+	if got := familyOf(&eval.SteeringInfo{Method: "all-tokens", Path: "/w/all-tokens-L10.gguf"}); got != "all-tokens" {
+		t.Errorf("familyOf(all-tokens) = %q", got)
+	}
+}
+
+func TestSelectiveTrainArgs(t *testing.T) {
+	c := config{tokens: "response", extraTrainFlags: "--epochs 3", lambdas: map[string][3]string{"paper": {"0.9", "0.9", "0.1"}}}
+	spec := fileSpec{method: "mat-steer", lambda: selectiveSetting, layer: 14, tokens: "all"}
+	if got := spec.fileName(); got != "mat-steer-selective-L14.gguf" {
+		t.Errorf("file name %q", got)
+	}
+	if c.tokensOf(spec) != "all" || c.tokensOf(fileSpec{method: "pca", layer: 14}) != "response" {
+		t.Errorf("token modes %q, %q", c.tokensOf(spec), c.tokensOf(fileSpec{method: "pca"}))
+	}
+	if c.actsPrefix("all") != "acts-all" || c.actsPrefix("response") != "acts" {
+		t.Errorf("activation prefixes %q, %q", c.actsPrefix("all"), c.actsPrefix("response"))
+	}
+	args := strings.Join(c.trainArgs(spec, "o.gguf", []string{"a.safetensors"}), " ")
+	want := "train --method mat-steer --out o.gguf --quiet --lambda-pos 9 --lambda-sparse 0.9 --lambda-ortho 0.1 --shared neutral --shared-tol 0.05 --epochs 3 --acts a.safetensors"
+	if args != want {
+		t.Errorf("train args\n%s\nwant\n%s", args, want)
+	}
+}
+
+func TestGateTable(t *testing.T) {
+	test := devReports(map[string][3]float64{"none": {0.4, 0.3, 0.5}, "mat-steer|mat-steer-selective-L14": {0.5, 0.4, 0.9}})
+	attrs := map[string]string{"truthfulqa": "truthfulness", "bbq": "bias", "toxigen": "toxicity"}
+	for _, task := range []string{"truthfulqa", "toxigen"} { // bbq: no gates reported
+		a := attrs[task]
+		test[task].Gates = &eval.GateReport{Results: []eval.GateResult{{
+			Name: "mat-steer|mat-steer-selective-L14", Threshold: 0.5,
+			Steering: &eval.SteeringInfo{Method: "mat-steer", Path: "/w/mat-steer-selective-L14.gguf"},
+			Stats: []eval.GateStat{
+				{DataAttribute: a, Label: 0, Attribute: a, MeanGate: 0.6, AbovePerText: 3.9},
+				{DataAttribute: a, Label: 1, Attribute: a, MeanGate: 0.08, AbovePerText: 0.6},
+				{DataAttribute: a, Label: 0, Attribute: "other", MeanGate: 0.99}, // another attribute's gate: not shown
+			},
+		}}}
+	}
+	var b strings.Builder
+	writeGateTable(&b, test)
+	want := "| mat-steer-selective | truthfulness 0.600 / 0.080 (7.5×) | 3.9 / 0.6 | - | - | toxicity 0.600 / 0.080 (7.5×) | 3.9 / 0.6 |"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("gate table lacks\n%s\ngot\n%s", want, b.String())
+	}
+	if strings.Contains(b.String(), "0.99") {
+		t.Errorf("gate table shows another attribute's gate:\n%s", b.String())
+	}
+	b.Reset()
+	test["truthfulqa"].Gates, test["toxigen"].Gates = nil, nil
+	writeGateTable(&b, test)
+	if b.Len() != 0 {
+		t.Errorf("no gates, yet a table:\n%s", b.String())
+	}
+}

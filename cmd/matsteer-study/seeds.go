@@ -16,7 +16,7 @@ import (
 // unsteered model: eval.NoneName) in one run.
 func seedValue(r *seedRun, fam, task string) (float64, bool) {
 	for _, m := range r.test[task].Methods {
-		if fam == eval.NoneName && m.Name == eval.NoneName || m.Steering != nil && m.Steering.Method == fam {
+		if fam == eval.NoneName && m.Name == eval.NoneName || m.Steering != nil && familyOf(m.Steering) == fam {
 			return m.Metric(primary[task])
 		}
 	}
