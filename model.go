@@ -85,7 +85,7 @@ func (o *Options) check() error {
 	case len(o.RPC) > 0 && o.GPULayers == 0:
 		o.GPULayers = -1
 	case len(o.RPC) == 0 && o.GPULayers != 0 && !llama.HasLocalGPU():
-		return fmt.Errorf("Options.GPULayers %d: no GPU in this build or machine; rebuild with `make CUDA=1`, or offload to RPC servers (Options.RPC)", o.GPULayers)
+		return llama.NoLocalGPUError("Options.GPULayers", o.GPULayers, "Options.RPC")
 	}
 	if o.Queue > math.MaxInt32 {
 		return fmt.Errorf("Options.Queue %d is too large", o.Queue)

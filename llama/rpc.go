@@ -61,6 +61,35 @@ func HasLocalGPU() bool {
 	return C.matsteer_local_gpus(&devs[0], C.int(len(devs))) > 0
 }
 
+// GPUBackends names the GPU backends compiled into this build (CUDA,
+// Vulkan, Metal, ...), whether or not this machine has a device for them;
+// the CPU, BLAS and RPC backends are not listed.
+func GPUBackends() []string {
+	initBackend()
+	var names []string
+	for i := range int(C.ggml_backend_reg_count()) {
+		name := C.GoString(C.ggml_backend_reg_name(C.ggml_backend_reg_get(C.size_t(i))))
+		switch name {
+		case "CPU", "BLAS", "RPC":
+			continue
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// NoLocalGPUError is the error for offloading layers (GPU layers n) when
+// HasLocalGPU is false: it says whether the build lacks a GPU backend or
+// the machine lacks a device for the one it has. what names the setting
+// ("--gpu-layers", "Options.GPULayers"), rpc how to offload to RPC
+// servers instead.
+func NoLocalGPUError(what string, n int, rpc string) error {
+	if b := GPUBackends(); len(b) > 0 {
+		return fmt.Errorf("%s %d: no GPU in this build or machine: this build has %s, but found no device for it (MATSTEER_LLAMA_LOG=info shows ggml's reason); run on the CPU (%s 0) or offload to RPC servers with %s", what, n, strings.Join(b, ", "), what, rpc)
+	}
+	return fmt.Errorf("%s %d: no GPU in this build or machine: this build has no GPU backend; rebuild with `make CUDA=1` (or VULKAN=1), or offload to RPC servers with %s", what, n, rpc)
+}
+
 // ParseRPCServers parses a comma-separated list of HOST:PORT endpoints
 // (llama.cpp's --rpc spelling). HOST is an IPv4 address or a host name
 // (ggml's client speaks IPv4 only), PORT is in 1..65535; an empty list,

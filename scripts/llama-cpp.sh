@@ -244,9 +244,10 @@ install_tree() {
 # llama.cpp installed in PREFIX, one per line, read from the link command
 # CMake generates for a program that links llama.cpp's CMake package. The C++
 # runtime (which CMake's C++ link adds implicitly, but cgo's C link does not)
-# is appended.
+# is appended. Further arguments go to the probe's cmake (the CUDA toolkit a
+# CUDA build used: llama.cpp's package looks it up again).
 link_flags() {
-  local prefix="$1" tmp; tmp=$(mktemp -d)
+  local prefix="$1" tmp; tmp=$(mktemp -d); shift
   mkdir -p "$tmp/src"
   echo 'int main(void) { return 0; }' >"$tmp/src/probe.c"
   cat >"$tmp/src/CMakeLists.txt" <<'EOF'
@@ -255,6 +256,14 @@ project(matsteer_link_probe C CXX)
 find_package(llama REQUIRED)
 add_executable(probe probe.c)
 target_link_libraries(probe PRIVATE llama)
+# ggml's package names the CUDA libraries of ggml-cuda only for a fully
+# static build (GGML_STATIC); a build of static libraries that links the
+# toolkit's shared runtime, as ggml-cuda itself does, needs them named, on
+# ggml-cuda's target so that they follow libggml-cuda.a on the link line.
+if(GGML_CUDA AND NOT GGML_STATIC)
+  find_package(CUDAToolkit REQUIRED)
+  set_property(TARGET ggml::ggml-cuda APPEND PROPERTY INTERFACE_LINK_LIBRARIES CUDA::cudart CUDA::cublas)
+endif()
 set(extra "")
 foreach(lib IN LISTS CMAKE_CXX_IMPLICIT_LINK_LIBRARIES)
   if(NOT lib IN_LIST CMAKE_C_IMPLICIT_LINK_LIBRARIES AND NOT lib IN_LIST extra)
@@ -263,7 +272,7 @@ foreach(lib IN LISTS CMAKE_CXX_IMPLICIT_LINK_LIBRARIES)
 endforeach()
 file(WRITE "${CMAKE_BINARY_DIR}/cxx-runtime.txt" "${extra}")
 EOF
-  if ! cmake -S "$tmp/src" -B "$tmp/b" -G "Unix Makefiles" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >"$tmp/log" 2>&1; then
+  if ! cmake -S "$tmp/src" -B "$tmp/b" -G "Unix Makefiles" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release "$@" >"$tmp/log" 2>&1; then
     tail -20 "$tmp/log" >&2; rm -rf "$tmp"; die "cannot derive link flags: CMake cannot use the llama.cpp package in $prefix"
   fi
   local line; line=$(cat "$tmp/b/CMakeFiles/probe.dir/link.txt")
@@ -283,11 +292,14 @@ EOF
   done
 }
 
-# write_link_files PREFIX: writes PREFIX/lib/pkgconfig/matsteer-llama.pc and
-# PREFIX/lib/matsteer/{ldflags,cgo.env} from link_flags.
+# write_link_files PREFIX BUILD: writes PREFIX/lib/pkgconfig/matsteer-llama.pc
+# and PREFIX/lib/matsteer/{ldflags,cgo.env} from link_flags; a CUDA BUILD's
+# toolkit (CUDAToolkit_ROOT in its CMake cache) is handed to the probe.
 write_link_files() {
-  local prefix="$1"
-  local flags; flags=$(link_flags "$prefix" | tr '\n' ' ' | sed 's/ *$//')
+  local prefix="$1" build="$2" probe=()
+  local cuda; cuda=$(sed -n 's/^CUDAToolkit_ROOT:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null | head -1)
+  if [ -n "$cuda" ]; then probe+=("-DCUDAToolkit_ROOT=$cuda"); fi
+  local flags; flags=$(link_flags "$prefix" "${probe[@]}" | tr '\n' ' ' | sed 's/ *$//')
   case "$flags" in *'"'*|*"'"*|*'$'*|*\\*|*'|'*) die "link flags with quotes, \$ or backslashes are not supported: $flags" ;; esac
   mkdir -p "$prefix/lib/pkgconfig" "$prefix/lib/matsteer"
   local version; version=$(sed -n 's/^Version: *//p' "$prefix/lib/pkgconfig/llama.pc" 2>/dev/null || true)
@@ -323,7 +335,7 @@ ensure_install() {
   install_tree "$out" "$tmp"
   if [ -d "$out/install" ] && [ ! -f "$out/install/.matsteer-complete" ]; then rm -rf "$out/install"; fi
   mv -T "$tmp" "$out/install" 2>/dev/null || rm -rf "$tmp"
-  write_link_files "$out/install"
+  write_link_files "$out/install" "$out"
   touch "$out/install/.matsteer-complete"
 }
 

@@ -128,7 +128,7 @@ func modelParams(c *cli.Context) (llama.ModelParams, error) {
 	ngl := c.Int("gpu-layers")
 	if !c.IsSet("rpc") {
 		if ngl != 0 && !llama.HasLocalGPU() {
-			return llama.ModelParams{}, fmt.Errorf("--gpu-layers %d: no GPU in this build or machine; rebuild with `make CUDA=1`, or offload to RPC servers with --rpc", ngl)
+			return llama.ModelParams{}, llama.NoLocalGPUError("--gpu-layers", ngl, "--rpc")
 		}
 		return llama.ModelParams{GPULayers: ngl}, nil
 	}
