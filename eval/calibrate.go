@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -24,8 +25,16 @@ type CalibrateOptions struct {
 	// strength is within budget when both hold. 0: no tail budget.
 	MaxKLP99 float64
 	// Grid is the ascending list of global strengths tried first (nil:
-	// DefaultCalibrationGrid); its largest value caps the result.
+	// DefaultCalibrationGrid); its largest value caps the result unless
+	// MaxAlpha is larger.
 	Grid []float64
+	// MaxAlpha, when above the grid's largest strength, lets a file that
+	// is within budget at every grid strength go further: the strength is
+	// doubled (one pass each) until it is over budget or would exceed
+	// MaxAlpha, then bisected as usual. Gated steering that leaves most
+	// neutral tokens alone can need far more α than the grid holds to
+	// spend its budget. 0: the grid caps α.
+	MaxAlpha float64
 	// Refine is the number of bisection steps (on log α) between the
 	// largest grid strength within budget and the next one (0: 4;
 	// negative: none).
@@ -67,8 +76,9 @@ type Calibration struct {
 	KLMax   float64 `json:"kl_max"`
 	PPL     float64 `json:"ppl"`
 	PPLBase float64 `json:"ppl_base"`
-	// Capped is set when the largest grid strength is within budget (the
-	// budget would allow more).
+	// Capped is set when the largest strength tried is within budget
+	// (the grid's largest, or the last doubling up to MaxAlpha): the
+	// budget would allow more.
 	Capped bool `json:"capped"`
 	// BoundBy says which budget the smallest strength over budget
 	// exceeded (BoundMean, BoundP99 or BoundBoth; empty when capped).
@@ -102,6 +112,10 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 			return Calibration{}, fmt.Errorf("eval: calibrate: grid must be ascending positive strengths, got %v", grid)
 		}
 	}
+	if !(opts.MaxAlpha >= 0) || math.IsInf(opts.MaxAlpha, 0) || opts.MaxAlpha > steer.MaxStrength {
+		return Calibration{}, fmt.Errorf("eval: calibrate: the largest strength must be in [0, %g] (0: the grid's), got %g", steer.MaxStrength, opts.MaxAlpha)
+	}
+	grid = slices.Clone(grid) // doublings past the grid are appended
 	refine := opts.Refine
 	if refine == 0 {
 		refine = 4
@@ -139,6 +153,17 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 			lo = i
 		} else {
 			break
+		}
+	}
+	// Within budget at every grid strength: double up to MaxAlpha.
+	for lo == len(grid)-1 && grid[lo]*2 <= opts.MaxAlpha {
+		a := grid[lo] * 2
+		if err := measure([]float64{a}); err != nil {
+			return cal, err
+		}
+		grid = append(grid, a)
+		if bud.within(cal.Tried[len(cal.Tried)-1]) {
+			lo++
 		}
 	}
 	switch {

@@ -59,12 +59,32 @@ func TestCalibrate(t *testing.T) {
 	if err != nil || !capped.Capped || capped.Alpha != 4 {
 		t.Errorf("huge budget: %+v, %v", capped, err)
 	}
+	// MaxAlpha goes past the grid by doublings: a budget between the KL
+	// at 8 and at 16 lands in [8, 16); a huge one is capped at MaxAlpha.
+	ref12, err := r.Retention(ctx, texts, []Method{e.method(t, "a12", f, steer.ApplyOptions{Global: 12})}, RetentionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: ref12[0].KL, Grid: grid, MaxAlpha: 64, Refine: 2})
+	if err != nil || ext.Capped || ext.Alpha < 8 || ext.Alpha >= 16 || ext.KL > ref12[0].KL {
+		t.Errorf("budget of α=12 with MaxAlpha 64: %+v, %v", ext, err)
+	}
+	if n := len(ext.Tried); n != len(grid)+2+2 {
+		t.Errorf("tried %d strengths, want %d grid + 2 doublings + 2 bisection: %+v", n, len(grid), ext.Tried)
+	}
+	far, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: 1e9, Grid: grid, MaxAlpha: 40})
+	if err != nil || !far.Capped || far.Alpha != 32 {
+		t.Errorf("huge budget, MaxAlpha 40: %+v, %v (want capped at 32, the last doubling not over 40)", far, err)
+	}
+	if grid[len(grid)-1] != 4 || len(grid) != 5 {
+		t.Errorf("Calibrate changed the caller's grid: %v", grid)
+	}
 	tiny, err := r.Calibrate(ctx, texts, "test.gguf", f, CalibrateOptions{MaxKL: 1e-12, Grid: grid, Refine: 2})
 	if err != nil || tiny.Alpha >= 0.25 || tiny.KL > 1e-12 {
 		t.Errorf("tiny budget: %+v, %v", tiny, err)
 	}
 
-	for _, bad := range []CalibrateOptions{{MaxKL: 0}, {MaxKL: math.NaN()}, {MaxKL: math.Inf(1)}, {MaxKL: 1, Grid: []float64{1, 0.5}}, {MaxKL: 1, Grid: []float64{-1}}} {
+	for _, bad := range []CalibrateOptions{{MaxKL: 0}, {MaxKL: math.NaN()}, {MaxKL: math.Inf(1)}, {MaxKL: 1, Grid: []float64{1, 0.5}}, {MaxKL: 1, Grid: []float64{-1}}, {MaxKL: 1, MaxAlpha: math.NaN()}, {MaxKL: 1, MaxAlpha: -1}, {MaxKL: 1, MaxAlpha: math.Inf(1)}} {
 		if _, err := r.Calibrate(ctx, texts, "test.gguf", f, bad); err == nil {
 			t.Errorf("options %+v: no error", bad)
 		}

@@ -50,6 +50,7 @@ import (
 
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/eval"
+	"github.com/matsteer/matsteer/internal/safefile"
 )
 
 type config struct {
@@ -58,7 +59,7 @@ type config struct {
 	klDev, tokens                 string
 	genPrompts                    string
 	genTokens                     int
-	maxKL                         float64
+	maxKL, maxAlpha               float64
 	layers                        []int
 	alphas                        string
 	threads                       int
@@ -110,6 +111,7 @@ func main() {
 	flag.IntVar(&cfg.genTokens, "gen-tokens", 48, "tokens per generation of the generation check")
 	flag.Float64Var(&cfg.maxKL, "max-kl", 0.1, "KL budget (nats per token on -kl-dev): every steering file runs at the largest α within it (matsteer calibrate); 0: sweep -alphas instead")
 	flag.StringVar(&cfg.tokens, "tokens", "response", "training rows: all|response|last (matsteer extract --tokens)")
+	flag.Float64Var(&cfg.maxAlpha, "max-alpha", 64, "with -max-kl: a file still within budget at α=8 (the calibration grid's end) keeps doubling α up to this (matsteer calibrate --max-alpha)")
 	flag.StringVar(&layers, "layers", "10,14", "layers to sweep")
 	flag.StringVar(&cfg.alphas, "alphas", "1,2", "global strengths to sweep on dev when -max-kl is 0")
 	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
@@ -155,6 +157,9 @@ func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems
 	}
 	if !(c.maxKL >= 0) || c.maxKL > 100 {
 		return fmt.Errorf("-max-kl %g: out of range, want 0..100", c.maxKL)
+	}
+	if !(c.maxAlpha >= 8) || c.maxAlpha > 1000 {
+		return fmt.Errorf("-max-alpha %g: out of range, want 8..1000", c.maxAlpha)
 	}
 	// The generation check runs last: a bad prompts file fails now, not
 	// after the study's training and evaluation.
@@ -230,19 +235,28 @@ func cacheDir() string {
 	return filepath.Join(d, "matsteer")
 }
 
-// matsteer runs one CLI command, echoing it, unless out already exists.
+// matsteer runs one CLI command, echoing it, unless out already exists
+// from the same command. The command (without its thread count) is kept
+// next to out, in out+".cmd"; an out whose command differs or was not
+// recorded (an earlier version of the study, or changed settings: another
+// calibration grid changes every strength and so every report after it)
+// is made again.
 func (c config) matsteer(out string, args ...string) error {
+	if args[0] != "train" && c.model != "" {
+		args = append(args, "--model", c.model)
+	}
+	record := strings.Join(args, "\n") + "\n"
 	if out != "" {
 		if _, err := os.Stat(out); err == nil {
-			fmt.Printf("   (cached) %s\n", filepath.Base(out))
-			return nil
+			if prev, err := os.ReadFile(out + ".cmd"); err == nil && string(prev) == record {
+				fmt.Printf("   (cached) %s\n", filepath.Base(out))
+				return nil
+			}
+			fmt.Printf("   (made by another command: again) %s\n", filepath.Base(out))
 		}
 	}
 	if args[0] != "train" { // training is pure Go and uses every core
 		args = append(args, "-t", strconv.Itoa(c.threads))
-		if c.model != "" {
-			args = append(args, "--model", c.model)
-		}
 	}
 	fmt.Printf("$ matsteer %s\n", strings.Join(args, " "))
 	cmd := exec.Command(c.bin, args...)
@@ -252,6 +266,11 @@ func (c config) matsteer(out string, args ...string) error {
 	}
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("matsteer %s: %w", args[0], err)
+	}
+	if out != "" {
+		if err := safefile.WriteFile(out+".cmd", []byte(record)); err != nil {
+			return fmt.Errorf("recording the command of %s: %w", out, err)
+		}
 	}
 	return nil
 }
@@ -619,11 +638,11 @@ func (c config) testName(task, extra string) string {
 
 // calibrate runs `matsteer calibrate` on files, writing out, and reads it.
 func (c config) calibrate(out string, files []string) (*eval.Report, error) {
-	// Grid 1/4..8, then two bisection steps: α within 2^(1/4) of the
-	// largest strength within budget (below the grid, bisection continues
-	// towards 0).
+	// Grid 1/4..8 (doubling on up to -max-alpha while within budget), then
+	// two bisection steps: α within 2^(1/4) of the largest strength within
+	// budget (below the grid, bisection continues towards 0).
 	args := []string{"calibrate", "--kl-text", c.klDev, "--max-kl", strconv.FormatFloat(c.maxKL, 'g', -1, 64),
-		"--grid", "0.25,0.5,1,2,4,8", "--refine", "2", "--out", out}
+		"--grid", "0.25,0.5,1,2,4,8", "--max-alpha", strconv.FormatFloat(c.maxAlpha, 'g', -1, 64), "--refine", "2", "--out", out}
 	for _, f := range files {
 		args = append(args, "--steer", f)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,7 +16,7 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	var c config
-	c.genTokens, c.threads, c.maxKL = 48, 2, 0.1
+	c.genTokens, c.threads, c.maxKL, c.maxAlpha = 48, 2, 0.1, 64
 	if err := c.parse("10, 14", "0,1,2", "0.1,0.25,0.5,1", "170,200,0", "0,120,0", "0,600,0"); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +51,13 @@ func TestParseFlags(t *testing.T) {
 	c.threads = 0
 	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err == nil || !strings.Contains(err.Error(), "-threads") {
 		t.Errorf("-threads 0: %v", err)
+	}
+	c.threads = 2
+	for _, bad := range []float64{4, math.NaN(), 1e4} {
+		c.maxAlpha = bad
+		if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err == nil || !strings.Contains(err.Error(), "-max-alpha") {
+			t.Errorf("-max-alpha %g: %v", bad, err)
+		}
 	}
 }
 
@@ -312,5 +320,52 @@ func TestCopyRows(t *testing.T) {
 	}
 	if _, err := os.Stat(bad); err == nil {
 		t.Error("a failed copy left a file")
+	}
+}
+
+// TestCommandCache checks that a step's output is reused only when the
+// same command made it.
+func TestCommandCache(t *testing.T) {
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	bin := filepath.Join(dir, "fake-matsteer")
+	// The fake binary counts its runs and writes its last argument but
+	// two (the output: "... OUT -t N") as the output file.
+	script := "#!/bin/sh\necho run >> " + runs + "\nout=\"\"; prev=\"\"; prev2=\"\"\nfor a in \"$@\"; do prev2=$prev; prev=$out; out=$a; done\necho made > \"$prev2\"\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := config{bin: bin, threads: 2}
+	out := filepath.Join(dir, "report.json")
+	count := func() int {
+		data, _ := os.ReadFile(runs)
+		return strings.Count(string(data), "run")
+	}
+	step := func(args ...string) {
+		t.Helper()
+		if err := c.matsteer(out, append(args, out)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step("eval", "--steer", "a.gguf@2")
+	step("eval", "--steer", "a.gguf@2")
+	if n := count(); n != 1 {
+		t.Fatalf("the same command twice ran %d times, want 1 (cached)", n)
+	}
+	c.threads = 1 // the thread count does not change what a step makes
+	step("eval", "--steer", "a.gguf@2")
+	if n := count(); n != 1 {
+		t.Errorf("another thread count ran the step again")
+	}
+	step("eval", "--steer", "a.gguf@8") // another strength: made again
+	if n := count(); n != 2 {
+		t.Errorf("a changed command was not run again (%d runs)", n)
+	}
+	if err := os.Remove(out + ".cmd"); err != nil {
+		t.Fatal(err)
+	}
+	step("eval", "--steer", "a.gguf@8") // no record (an older study): made again
+	if n := count(); n != 3 {
+		t.Errorf("an output without a recorded command was reused (%d runs)", n)
 	}
 }

@@ -22,7 +22,9 @@ texts (one per non-blank line) is measured at every --grid strength in one pass,
 between the largest strength within budget and the next one. The answer is the largest α measured
 within --max-kl nats per position, below the first strength over it (midpoints have three significant
 digits); use it as ` + "`--global`" + ` in matsteer generate or as FILE@ALPHA in matsteer eval.
-"capped" means even the largest grid strength stays within budget.
+"capped" means even the largest grid strength stays within budget; --max-alpha X then keeps doubling
+it (one pass each) up to X and bisects as usual. Gated steering that leaves most neutral tokens alone
+can need far more α than the grid holds before it spends its budget.
 
 The mean hides the tail: gated steering can keep the mean low while changing a few next-token
 distributions a lot (a garbled word when generating). Every strength's 99th percentile and maximum of
@@ -38,6 +40,7 @@ stopped it).`,
 			floatIn(&cli.Float64Flag{Name: "max-kl", Value: 0.1, Usage: "KL budget, nats per position"}, leftOpen(0, 100)),
 			floatIn(&cli.Float64Flag{Name: "max-kl-p99", Usage: "budget on the 99th percentile of the per-position KL, nats (default: none)"}, leftOpen(0, 100)),
 			floatsIn(&cli.Float64SliceFlag{Name: "grid", Usage: "ascending strengths tried first (default 0.125,0.25,...,8); the largest caps α"}, leftOpen(0, steer.MaxStrength)),
+			floatIn(&cli.Float64Flag{Name: "max-alpha", Usage: "let a file within budget at the grid's largest strength go on doubling up to this α (default: the grid caps α)"}, closed(0, steer.MaxStrength)),
 			intIn(&cli.IntFlag{Name: "refine", Value: 4, Usage: "bisection steps after the grid"}, 0, 64),
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "write the calibrations as JSON"},
 		),
@@ -66,7 +69,7 @@ func runCalibrate(c *cli.Context) error {
 		refine = -1 // the flag's 0 means none; the option's 0 means the default
 	}
 	opts := eval.CalibrateOptions{
-		MaxKL: c.Float64("max-kl"), MaxKLP99: c.Float64("max-kl-p99"), Grid: c.Float64Slice("grid"), Refine: refine,
+		MaxKL: c.Float64("max-kl"), MaxKLP99: c.Float64("max-kl-p99"), Grid: c.Float64Slice("grid"), MaxAlpha: c.Float64("max-alpha"), Refine: refine,
 		Retention: eval.RetentionOptions{MaxTokens: c.Int("kl-max-tokens")},
 	}
 	paths := c.StringSlice("steer")
