@@ -64,7 +64,9 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 		return fmt.Errorf("no seeds")
 	}
 	fmt.Fprintf(w, "# MAT-Steer study across split seeds\n\n")
-	fmt.Fprintf(w, "Command: `%s`\n\n", strings.Join(os.Args, " "))
+	// The program's base name: `go run` (make eval) runs it from a
+	// temporary directory.
+	fmt.Fprintf(w, "Command: `%s`\n\n", strings.Join(append([]string{filepath.Base(os.Args[0])}, os.Args[1:]...), " "))
 	var seeds []string
 	for _, r := range runs {
 		seeds = append(seeds, fmt.Sprint(r.seed))
