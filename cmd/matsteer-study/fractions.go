@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -88,6 +89,18 @@ func (cell *effCell) finish() {
 	}
 }
 
+// fractionFamilies are the families of best the data-efficiency runs
+// retrain, sorted: every one, or those of -fraction-methods.
+func (c config) fractionFamilies(best map[string]choice) []string {
+	var fams []string
+	for _, f := range sortedKeys(best) {
+		if len(c.fractionFams) == 0 || slices.Contains(c.fractionFams, f) {
+			fams = append(fams, f)
+		}
+	}
+	return fams
+}
+
 // fractionItems returns the training items per task at fraction f of the
 // study's training items (at least 1 each).
 func (c config) fractionItems(f float64) (map[string]int, error) {
@@ -124,7 +137,7 @@ func trainPartSize(data, task string, seed uint64) (int, error) {
 // items in one pass per task. The full-data results come from test. It
 // returns the result and the reports it wrote.
 func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec, test map[string]*eval.Report) (*efficiency, []string, error) {
-	eff := &efficiency{fams: sortedKeys(best), cells: map[string][]effCell{}}
+	eff := &efficiency{fams: c.fractionFamilies(best), cells: map[string][]effCell{}}
 	var small []float64
 	for _, f := range c.fractions {
 		if f < 1 {

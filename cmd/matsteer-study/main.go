@@ -27,7 +27,8 @@
 // across seeds. -fractions adds the data-efficiency study: each method's
 // chosen setting retrained on the first fraction of the training items,
 // calibrated under the same budget and tested on the same items (a table
-// in study.md and data-efficiency.svg).
+// in study.md and data-efficiency.svg); -fraction-methods limits it to
+// some methods (each adds a condition per fraction on every test item).
 //
 // Every step is a `matsteer` command (printed as it runs, with each
 // stage's time), and every artifact is cached in the work directory, so an
@@ -42,6 +43,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,6 +76,9 @@ type config struct {
 	// selective adds the mat-steer-selective family (see the package
 	// documentation).
 	selective bool
+	// fractionFams limits the data-efficiency runs to these method
+	// families (nil: every family).
+	fractionFams []string
 	// seed is the split seed of one run of the protocol (runSeed).
 	seed uint64
 }
@@ -98,7 +103,7 @@ const (
 
 func main() {
 	var cfg config
-	var layers, seeds, fractions, trainItems, devItems, testItems string
+	var layers, seeds, fractions, fractionFams, trainItems, devItems, testItems string
 	flag.StringVar(&cfg.bin, "bin", "bin/matsteer", "matsteer binary")
 	flag.StringVar(&cfg.model, "model", "", "GGUF model (default: matsteer's default model); another model gets its own work and results folders")
 	dataDir, _ := datasets.DataDir()
@@ -119,11 +124,16 @@ func main() {
 	flag.BoolVar(&cfg.selective, "selective", true, "also train MAT-Steer with selective gates as its own method (mat-steer-selective: every-token rows, --shared neutral --shared-tol 0.05, --lambda-pos 9), the ablation of those options")
 	flag.StringVar(&seeds, "seeds", "0", "split seeds: the whole protocol (split, extract, train, calibrate, select, test) runs once per seed, and the summary gives mean ± standard deviation across seeds")
 	flag.StringVar(&fractions, "fractions", "", "data efficiency: after selection, retrain each method's chosen setting on these fractions of the training items (e.g. 0.1,0.25,0.5; 1 is the main result), calibrate under the same budget and test; empty: none")
+	flag.StringVar(&fractionFams, "fraction-methods", "", "with -fractions: only these methods (e.g. mat-steer-selective,mean-diff; default every method): each adds one condition per fraction on every test item")
 	flag.StringVar(&trainItems, "train-items", defaultTrainItems, "training items per task (TruthfulQA questions, BBQ items, ToxiGen pairs; 0: the whole train part), taken evenly across categories")
 	flag.StringVar(&devItems, "dev-items", defaultDevItems, "dev items per task (as -train-items)")
 	flag.StringVar(&testItems, "test-items", defaultTestItems, "test items per task (as -train-items)")
 	flag.Parse()
-	if err := cfg.parse(layers, seeds, fractions, trainItems, devItems, testItems); err != nil {
+	err := cfg.parse(layers, seeds, fractions, trainItems, devItems, testItems)
+	if err == nil {
+		err = cfg.parseFractionMethods(fractionFams)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "matsteer-study: %v\n", err)
 		os.Exit(2)
 	}
@@ -224,6 +234,39 @@ func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems
 		}
 	}
 	c.lambdas = map[string][3]string{"paper": {"0.9", "0.9", "0.1"}, "light": {"0.1", "0.1", "0.1"}}
+	return nil
+}
+
+// families are the method families the study trains (mat-steer-selective
+// only with -selective).
+func (c config) families() []string {
+	fams := []string{"all-tokens", "mat-steer", "mean-diff", "pca"}
+	if c.selective {
+		fams = append(fams, selectiveFamily)
+	}
+	return fams
+}
+
+// parseFractionMethods checks and stores -fraction-methods.
+func (c *config) parseFractionMethods(list string) error {
+	c.fractionFams = nil
+	if strings.TrimSpace(list) == "" {
+		return nil
+	}
+	known := c.families()
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if !slices.Contains(known, f) {
+			return fmt.Errorf("-fraction-methods %q: unknown method %q, want some of %s", list, f, strings.Join(known, ", "))
+		}
+		if slices.Contains(c.fractionFams, f) {
+			return fmt.Errorf("-fraction-methods %q: %s given twice", list, f)
+		}
+		c.fractionFams = append(c.fractionFams, f)
+	}
+	if len(c.fractions) == 0 {
+		return fmt.Errorf("-fraction-methods needs -fractions")
+	}
 	return nil
 }
 

@@ -369,3 +369,30 @@ func TestCommandCache(t *testing.T) {
 		t.Errorf("an output without a recorded command was reused (%d runs)", n)
 	}
 }
+
+func TestFractionMethods(t *testing.T) {
+	c := config{selective: true, fractions: []float64{0.1, 1}}
+	if err := c.parseFractionMethods(" mat-steer-selective, mean-diff"); err != nil {
+		t.Fatal(err)
+	}
+	best := map[string]choice{"pca": {}, "mean-diff": {}, "mat-steer": {}, selectiveFamily: {}}
+	if got := c.fractionFamilies(best); !reflect.DeepEqual(got, []string{"mat-steer-selective", "mean-diff"}) {
+		t.Errorf("families %v", got)
+	}
+	if err := c.parseFractionMethods(""); err != nil || len(c.fractionFamilies(best)) != 4 {
+		t.Errorf("no list: %v, %v", err, c.fractionFamilies(best))
+	}
+	for list, want := range map[string]string{"mean-dif": "unknown method", "pca,pca": "twice"} {
+		if err := c.parseFractionMethods(list); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", list, err, want)
+		}
+	}
+	c.selective = false
+	if err := c.parseFractionMethods(selectiveFamily); err == nil {
+		t.Errorf("%s without -selective: no error", selectiveFamily)
+	}
+	c.selective, c.fractions = true, nil
+	if err := c.parseFractionMethods("pca"); err == nil || !strings.Contains(err.Error(), "-fractions") {
+		t.Errorf("without -fractions: %v", err)
+	}
+}
