@@ -374,7 +374,7 @@ install_to() {
   case "$prefix" in /*) ;; *) prefix="$(pwd)/$prefix" ;; esac
   local out; out=$(build)
   install_tree "$out" "$prefix"
-  write_link_files "$prefix"
+  write_link_files "$prefix" "$out"
   mkdir -p "$prefix/bin"
   cp "$out/bin/ggml-rpc-server" "$prefix/bin/rpc-server"
   cat >&2 <<EOF
