@@ -234,7 +234,11 @@ func (rep *Report) WriteText(w io.Writer) error {
 		if len(rep.Methods) > 0 || rep.Retention != nil {
 			fmt.Fprintln(tw)
 		}
-		fmt.Fprintf(tw, "gates on %s\n", rep.Gates.Source)
+		only := ""
+		if rep.Gates.Results[0].ResponseOnly {
+			only = " (the responses' tokens only)"
+		}
+		fmt.Fprintf(tw, "gates on %s%s\n", rep.Gates.Source, only)
 		fmt.Fprintf(tw, "method\tsteering attr\tdata attr\tlabel\ttexts\tmean gate\ttokens > %g / text\ttokens / text\n", rep.Gates.Results[0].Threshold)
 		for _, g := range rep.Gates.Results {
 			for _, s := range g.Stats {

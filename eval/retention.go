@@ -285,6 +285,12 @@ type GateOptions struct {
 	MaxTokens int
 	// Progress receives a progress bar (nil: none).
 	Progress io.Writer
+	// ResponseOnly counts only the tokens of each example's response: the
+	// prompt and the response are tokenized apart and joined, as extract
+	// --tokens response does, and rows before the response are left out.
+	// A desired and an undesired text of one item share their prompt, so
+	// counting it too mixes the same tokens into both sides.
+	ResponseOnly bool
 }
 
 // GateStat summarises one steering attribute's gates on the texts of one
@@ -311,9 +317,12 @@ type GateResult struct {
 	Name      string        `json:"name"`
 	Steering  *SteeringInfo `json:"steering,omitempty"`
 	Threshold float64       `json:"threshold"`
-	Stats     []GateStat    `json:"stats"`
-	Truncated int           `json:"truncated"`
-	Seconds   float64       `json:"seconds"`
+	// ResponseOnly: only the responses' tokens were counted
+	// (GateOptions.ResponseOnly).
+	ResponseOnly bool       `json:"response_only,omitempty"`
+	Stats        []GateStat `json:"stats"`
+	Truncated    int        `json:"truncated"`
+	Seconds      float64    `json:"seconds"`
 }
 
 // GateStats runs every example's text (prompt + response, tokenized with
@@ -339,9 +348,19 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 		maxTok = r.lctx.NCtx()
 	}
 	toks := make([][]llama.Token, len(examples))
+	respStart := make([]int, len(examples)) // first counted row of each text
 	truncated := 0
 	for i, ex := range examples {
 		tk, err := r.model.Tokenize(ex.Text(), true, false)
+		if opts.ResponseOnly && err == nil {
+			tk, err = r.model.Tokenize(ex.Prompt, true, false)
+			respStart[i] = len(tk)
+			var resp []llama.Token
+			if err == nil {
+				resp, err = r.model.Tokenize(ex.Response, false, false)
+			}
+			tk = append(tk, resp...)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("eval: gate statistics: example %s: %w", ex.Source, err)
 		}
@@ -384,9 +403,10 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 		var keys []key
 		tallies := map[key]*tally{}
 		var cur *tally
+		from := 0 // rows before this are not counted (the prompt, with ResponseOnly)
 		iv.SetAudit(func(a intervene.RowAudit) {
-			if a.Skipped {
-				return // a control or chat-template token: never steered, not counted
+			if a.Skipped || a.Pos < from {
+				return // a control or chat-template token (never steered), or the prompt
 			}
 			cur.tokens++
 			for k, g := range a.Gates {
@@ -410,6 +430,7 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 					keys = append(keys, k)
 				}
 				cur.texts++
+				from = respStart[i]
 				if err := r.forward(ctx, toks[i], nil); err != nil {
 					return fmt.Errorf("eval: gate statistics (method %s): %w", m.Name, err)
 				}
@@ -420,7 +441,7 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 		if err != nil {
 			return nil, err
 		}
-		res := GateResult{Name: m.Name, Steering: m.Info(), Threshold: thr, Truncated: truncated, Seconds: time.Since(t0).Seconds()}
+		res := GateResult{Name: m.Name, Steering: m.Info(), Threshold: thr, ResponseOnly: opts.ResponseOnly, Truncated: truncated, Seconds: time.Since(t0).Seconds()}
 		for _, k := range keys {
 			t := tallies[k]
 			for a, name := range attrs {

@@ -430,6 +430,29 @@ func TestGateStats(t *testing.T) {
 			}
 		}
 	}
+	// ResponseOnly counts the responses' tokens only (tokenized apart from
+	// their prompts, as extract --tokens response does).
+	respTokens := map[int]int{}
+	for _, x := range ex {
+		rt, _ := e.m.Tokenize(x.Response, false, false)
+		for _, tok := range rt {
+			if !special.IsControl(tok) {
+				respTokens[x.Label]++
+			}
+		}
+	}
+	resp, err := r.GateStats(context.Background(), ex, []Method{open}, GateOptions{ResponseOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp) != 1 || !resp[0].ResponseOnly {
+		t.Fatalf("response-only results %+v", resp)
+	}
+	for _, s := range resp[0].Stats {
+		if s.Tokens != respTokens[s.Label] || s.Tokens == 0 || s.Tokens >= tokens[s.Label] {
+			t.Errorf("response only %+v: want %d tokens (all tokens: %d)", s, respTokens[s.Label], tokens[s.Label])
+		}
+	}
 	// The audit is removed afterwards: installing the inactive method adds no hook.
 	zero := e.method(t, "z", testFile(e.m.NEmbd(), 1, 0), steer.ApplyOptions{Global: 0})
 	if _, err := r.GateStats(context.Background(), ex, []Method{zero}, GateOptions{}); err != nil {

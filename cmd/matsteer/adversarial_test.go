@@ -310,6 +310,7 @@ func TestAdversarialFlags(t *testing.T) {
 		{cal("--kl-limit", "-1"), "--kl-limit -1"},
 		{cal("--max-kl-p99", "0"), "--max-kl-p99 0: out of range"},
 		{cal("--max-kl-p99", "NaN"), "--max-kl-p99 NaN"},
+		{ev("--gates", "--gate-tokens", "prompt"), "--gate-tokens \"prompt\": want all or response"},
 		{cal("--max-alpha", "-1"), "--max-alpha -1: out of range"},
 		{cal("--max-alpha", "NaN"), "--max-alpha NaN"},
 		{cal("--max-alpha", "1e9"), "--max-alpha 1e+09: out of range"},

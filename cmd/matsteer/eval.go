@@ -87,6 +87,7 @@ The texts are the evaluated items' examples (prompt + each choice), or all of --
 			&cli.BoolFlag{Name: "gates", Usage: "report gate statistics on labelled positive/negative texts"},
 			&cli.StringFlag{Name: "gate-data", Usage: "labelled texts for --gates (any format matsteer extract reads; default: the evaluated items)"},
 			intIn(&cli.IntFlag{Name: "gate-limit", Value: 200, Usage: "use the first N texts for --gates (0: all)"}, 0, maxCount),
+			&cli.StringFlag{Name: "gate-tokens", Value: "all", Usage: "tokens --gates counts: all (prompt + answer) | response (the answer's only; a desired and an undesired text of one item share their prompt)"},
 			floatIn(&cli.Float64Flag{Name: "gate-threshold", Value: eval.DefaultGateThreshold, Usage: "a token counts as intervened when its gate exceeds this"}, closed(0, 1)),
 			intIn(&cli.IntFlag{Name: "resamples", Value: eval.DefaultResamples, Usage: "bootstrap resamples and permutations for the intervals and paired tests"}, 100, 1_000_000),
 			&cli.Uint64Flag{Name: "stats-seed", Value: eval.DefaultStatSeed, Usage: "seed of the bootstrap and permutations (any 64-bit number but 0)"},
@@ -272,6 +273,9 @@ func runEval(c *cli.Context) error {
 	if task == taskNeutral && c.Bool("gates") && c.String("gate-data") == "" {
 		return errors.New("--gates with --task neutral needs --gate-data PATH")
 	}
+	if gt := c.String("gate-tokens"); gt != "all" && gt != "response" {
+		return fmt.Errorf("--gate-tokens %q: want all or response", gt)
+	}
 	if c.IsSet("plot") {
 		if err := checkPlotPath("--plot", c.String("plot")); err != nil {
 			return err
@@ -424,7 +428,7 @@ func runEval(c *cli.Context) error {
 		rep.Generation = &eval.GenerationReport{Source: c.String("gen-prompts"), MaxTokens: c.Int("gen-tokens"), Chat: genOpts.Chat, Results: res}
 	}
 	if len(examples) > 0 {
-		res, err := r.GateStats(c.Context, examples, methods, eval.GateOptions{Threshold: c.Float64("gate-threshold"), Progress: stderr})
+		res, err := r.GateStats(c.Context, examples, methods, eval.GateOptions{Threshold: c.Float64("gate-threshold"), ResponseOnly: c.String("gate-tokens") == "response", Progress: stderr})
 		if err != nil {
 			return err
 		}
