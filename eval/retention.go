@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/matsteer/matsteer/datasets"
+	"github.com/matsteer/matsteer/extract"
 	"github.com/matsteer/matsteer/intervene"
 	"github.com/matsteer/matsteer/llama"
 	"github.com/matsteer/matsteer/progress"
@@ -351,15 +352,12 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 	respStart := make([]int, len(examples)) // first counted row of each text
 	truncated := 0
 	for i, ex := range examples {
-		tk, err := r.model.Tokenize(ex.Text(), true, false)
-		if opts.ResponseOnly && err == nil {
-			tk, err = r.model.Tokenize(ex.Prompt, true, false)
-			respStart[i] = len(tk)
-			var resp []llama.Token
-			if err == nil {
-				resp, err = r.model.Tokenize(ex.Response, false, false)
-			}
-			tk = append(tk, resp...)
+		var tk []llama.Token
+		var err error
+		if opts.ResponseOnly {
+			tk, respStart[i], err = extract.ExampleTokens(r.model, ex)
+		} else {
+			tk, err = r.model.Tokenize(ex.Text(), true, false)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("eval: gate statistics: example %s: %w", ex.Source, err)

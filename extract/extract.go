@@ -153,16 +153,11 @@ func Run(ctx context.Context, lctx *llama.Context, h *hooks.Hooks, examples []da
 	texts := make([]text, len(examples))
 	for i := range examples {
 		e := &examples[i]
-		p, err := m.Tokenize(e.Prompt, true, false)
+		toks, respStart, err := ExampleTokens(m, *e)
 		if err != nil {
 			return st, fmt.Errorf("extract: %s: %w", e.Source, err)
 		}
-		r, err := m.Tokenize(e.Response, false, false)
-		if err != nil {
-			return st, fmt.Errorf("extract: %s: %w", e.Source, err)
-		}
-		toks := append(p, r...)
-		respStart := len(p)
+		p := toks[:respStart]
 		if len(toks) > maxTok {
 			if opts.NoTruncate {
 				return st, fmt.Errorf("extract: %s: text is %d tokens, longer than the limit of %d", e.Source, len(toks), maxTok)
@@ -308,4 +303,20 @@ func (r *runner) capture(rows *hooks.Rows) error {
 		return hooks.ErrStopGraph
 	}
 	return nil
+}
+
+// ExampleTokens tokenizes an example as extraction sees it: the prompt
+// (with BOS, as the model wants) and the response tokenized apart and
+// joined, so that respStart, the response's first token, is exact (one
+// tokenization of prompt + response can merge tokens across the seam).
+func ExampleTokens(m *llama.Model, e datasets.Example) (toks []llama.Token, respStart int, err error) {
+	p, err := m.Tokenize(e.Prompt, true, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	r, err := m.Tokenize(e.Response, false, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(p, r...), len(p), nil
 }

@@ -85,6 +85,10 @@ type config struct {
 
 var tasks = []string{"truthfulqa", "bbq", "toxigen"}
 
+// baselines are the methods trained next to MAT-Steer (matsteer train
+// --method), one family each.
+var baselines = []string{"mean-diff", "pca", "all-tokens"}
+
 // primary is each task's headline metric (higher is better).
 var primary = map[string]string{"truthfulqa": "mc2", "bbq": "acc", "toxigen": "acc"}
 
@@ -240,7 +244,7 @@ func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems
 // families are the method families the study trains (mat-steer-selective
 // only with -selective).
 func (c config) families() []string {
-	fams := []string{"all-tokens", "mat-steer", "mean-diff", "pca"}
+	fams := append([]string{"mat-steer"}, baselines...)
 	if c.selective {
 		fams = append(fams, selectiveFamily)
 	}
@@ -531,7 +535,7 @@ func runSeed(c config) (*seedRun, error) {
 		for _, name := range names {
 			todo = append(todo, fileSpec{method: "mat-steer", lambda: name, layer: l})
 		}
-		for _, method := range []string{"mean-diff", "pca", "all-tokens"} {
+		for _, method := range baselines {
 			spec := fileSpec{method: method, layer: l}
 			if method == "all-tokens" {
 				spec.lambda = names[0]

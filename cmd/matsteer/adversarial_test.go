@@ -311,6 +311,8 @@ func TestAdversarialFlags(t *testing.T) {
 		{cal("--max-kl-p99", "0"), "--max-kl-p99 0: out of range"},
 		{cal("--max-kl-p99", "NaN"), "--max-kl-p99 NaN"},
 		{ev("--gates", "--gate-tokens", "prompt"), "--gate-tokens \"prompt\": want all or response"},
+		{ev("--gates", "--gate-tokens", ""), "--gate-tokens \"\": want all or response"},
+		{ev("--gate-tokens", "response"), "--gate-tokens needs --gates"},
 		{cal("--max-alpha", "-1"), "--max-alpha -1: out of range"},
 		{cal("--max-alpha", "NaN"), "--max-alpha NaN"},
 		{cal("--max-alpha", "1e9"), "--max-alpha 1e+09: out of range"},

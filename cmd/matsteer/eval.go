@@ -276,6 +276,9 @@ func runEval(c *cli.Context) error {
 	if gt := c.String("gate-tokens"); gt != "all" && gt != "response" {
 		return fmt.Errorf("--gate-tokens %q: want all or response", gt)
 	}
+	if c.IsSet("gate-tokens") && !c.Bool("gates") {
+		return errors.New("--gate-tokens needs --gates")
+	}
 	if c.IsSet("plot") {
 		if err := checkPlotPath("--plot", c.String("plot")); err != nil {
 			return err
