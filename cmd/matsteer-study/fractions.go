@@ -186,7 +186,7 @@ func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec
 	var reports []string
 	alpha := map[string]float64{}
 	if c.maxKL > 0 {
-		out := c.path(fmt.Sprintf("calibration-kl%g%s.json", c.maxKL, tag))
+		out := c.path("calibration" + c.suffix() + tag + ".json")
 		var paths []string
 		for _, t := range files {
 			paths = append(paths, t.file)

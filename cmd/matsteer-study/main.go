@@ -61,10 +61,12 @@ type config struct {
 	klDev, tokens                 string
 	genPrompts                    string
 	genTokens                     int
-	maxKL, maxAlpha               float64
-	layers                        []int
-	alphas                        string
-	threads                       int
+	// maxKLP99 budgets the 99th percentile of per-position KL too (0: no
+	// tail budget; matsteer calibrate --max-kl-p99).
+	maxKL, maxKLP99, maxAlpha float64
+	layers                    []int
+	alphas                    string
+	threads                   int
 	// trainItems, devItems and testItems are items per task (0: the whole
 	// part), taken from the front of each part of the split, which
 	// datasets.Split puts in balanced order (categories interleaved).
@@ -120,6 +122,7 @@ func main() {
 	flag.IntVar(&cfg.genTokens, "gen-tokens", 48, "tokens per generation of the generation check")
 	flag.Float64Var(&cfg.maxKL, "max-kl", 0.1, "KL budget (nats per token on -kl-dev): every steering file runs at the largest α within it (matsteer calibrate); 0: sweep -alphas instead")
 	flag.StringVar(&cfg.tokens, "tokens", "response", "training rows: all|response|last (matsteer extract --tokens)")
+	flag.Float64Var(&cfg.maxKLP99, "max-kl-p99", 0, "with -max-kl: also budget the 99th percentile of per-position KL on -kl-dev (nats; matsteer calibrate --max-kl-p99), so no file spends its budget on a few positions; 0: none")
 	flag.Float64Var(&cfg.maxAlpha, "max-alpha", 64, "with -max-kl: a file still within budget at α=8 (the calibration grid's end) keeps doubling α up to this (matsteer calibrate --max-alpha)")
 	flag.StringVar(&layers, "layers", "10,14", "layers to sweep")
 	flag.StringVar(&cfg.alphas, "alphas", "1,2", "global strengths to sweep on dev when -max-kl is 0")
@@ -149,7 +152,7 @@ func main() {
 	cfg.work = filepath.Join(cfg.work, "tokens-"+cfg.tokens)
 	run := "tokens-" + cfg.tokens + "-alphas-" + strings.ReplaceAll(cfg.alphas, ",", "_")
 	if cfg.maxKL > 0 {
-		run = fmt.Sprintf("tokens-%s-kl%g", cfg.tokens, cfg.maxKL)
+		run = "tokens-" + cfg.tokens + cfg.suffix()
 	}
 	cfg.out = filepath.Join(cfg.out, run)
 	start := time.Now()
@@ -171,6 +174,12 @@ func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems
 	}
 	if !(c.maxKL >= 0) || c.maxKL > 100 {
 		return fmt.Errorf("-max-kl %g: out of range, want 0..100", c.maxKL)
+	}
+	if !(c.maxKLP99 >= 0) || c.maxKLP99 > 100 {
+		return fmt.Errorf("-max-kl-p99 %g: out of range, want 0..100 (0: no tail budget)", c.maxKLP99)
+	}
+	if c.maxKLP99 > 0 && c.maxKL == 0 {
+		return errors.New("-max-kl-p99 needs -max-kl (a mean KL budget)")
 	}
 	if !(c.maxAlpha >= 8) || c.maxAlpha > 1000 {
 		return fmt.Errorf("-max-alpha %g: out of range, want 8..1000", c.maxAlpha)
@@ -560,7 +569,7 @@ func runSeed(c config) (*seedRun, error) {
 	var devSteer, reports []string
 	var cal *eval.Report
 	if c.maxKL > 0 {
-		out := c.path(fmt.Sprintf("calibration-kl%g.json", c.maxKL))
+		out := c.path("calibration" + c.suffix() + ".json")
 		var err error
 		if cal, err = c.calibrate(out, files); err != nil {
 			return nil, err
@@ -581,7 +590,7 @@ func runSeed(c config) (*seedRun, error) {
 	for _, task := range tasks {
 		name := fmt.Sprintf("dev-%s-%s.json", task, itemsName(c.devItems[task]))
 		if c.maxKL > 0 {
-			name = fmt.Sprintf("dev-kl%g-%s-%s.json", c.maxKL, task, itemsName(c.devItems[task]))
+			name = fmt.Sprintf("dev%s-%s-%s.json", c.suffix(), task, itemsName(c.devItems[task]))
 		}
 		out := c.path(name)
 		args := append([]string{"eval", "--task", task, "--data", c.data, "--split", "dev", "--limit", strconv.Itoa(c.devItems[task]), "--out", out}, c.seedArgs()...)
@@ -669,9 +678,13 @@ func (s fileSpec) fileName() string {
 	return fmt.Sprintf("%s-L%d.gguf", s.method, s.layer)
 }
 
-// suffix marks the KL budget in report names.
+// suffix marks the KL budgets in report and folder names: "-kl0.1", or
+// "-kl0.1-p99-0.6" with a tail budget.
 func (c config) suffix() string {
-	if c.maxKL > 0 {
+	switch {
+	case c.maxKL > 0 && c.maxKLP99 > 0:
+		return fmt.Sprintf("-kl%g-p99-%g", c.maxKL, c.maxKLP99)
+	case c.maxKL > 0:
 		return fmt.Sprintf("-kl%g", c.maxKL)
 	}
 	return ""
@@ -685,18 +698,26 @@ func (c config) testName(task, extra string) string {
 
 // calibrate runs `matsteer calibrate` on files, writing out, and reads it.
 func (c config) calibrate(out string, files []string) (*eval.Report, error) {
+	if err := c.matsteer(out, c.calibrateArgs(out, files)...); err != nil {
+		return nil, err
+	}
+	return eval.ReadReport(out)
+}
+
+// calibrateArgs is the calibrate command of files.
+func (c config) calibrateArgs(out string, files []string) []string {
 	// Grid 1/4..8 (doubling on up to -max-alpha while within budget), then
 	// two bisection steps: α within 2^(1/4) of the largest strength within
 	// budget (below the grid, bisection continues towards 0).
 	args := []string{"calibrate", "--kl-text", c.klDev, "--max-kl", strconv.FormatFloat(c.maxKL, 'g', -1, 64),
 		"--grid", "0.25,0.5,1,2,4,8", "--max-alpha", strconv.FormatFloat(c.maxAlpha, 'g', -1, 64), "--refine", "2", "--out", out}
+	if c.maxKLP99 > 0 {
+		args = append(args, "--max-kl-p99", strconv.FormatFloat(c.maxKLP99, 'g', -1, 64))
+	}
 	for _, f := range files {
 		args = append(args, "--steer", f)
 	}
-	if err := c.matsteer(out, args...); err != nil {
-		return nil, err
-	}
-	return eval.ReadReport(out)
+	return args
 }
 
 // choice is one method's selected condition: its steering file, α and dev
@@ -805,7 +826,11 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 	fmt.Fprintf(f, ".\n\n")
 	fmt.Fprintf(f, "Training rows: --tokens %s. ", c.tokens)
 	if cal != nil {
-		fmt.Fprintf(f, "Strengths: the largest α with KL ≤ %g nats/token on %s (matsteer calibrate).\n\n```\n", c.maxKL, c.klDev)
+		tail := ""
+		if c.maxKLP99 > 0 {
+			tail = fmt.Sprintf(" and a 99th-percentile per-position KL ≤ %g", c.maxKLP99)
+		}
+		fmt.Fprintf(f, "Strengths: the largest α with KL ≤ %g nats/token%s on %s (matsteer calibrate).\n\n```\n", c.maxKL, tail, c.klDev)
 		if err := cal.WriteText(f); err != nil {
 			return err
 		}

@@ -59,6 +59,39 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("-max-alpha %g: %v", bad, err)
 		}
 	}
+	c.maxAlpha = 64
+	for _, bad := range []float64{-0.5, math.NaN(), math.Inf(1), 1e3} {
+		c.maxKLP99 = bad
+		if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err == nil || !strings.Contains(err.Error(), "-max-kl-p99") {
+			t.Errorf("-max-kl-p99 %g: %v", bad, err)
+		}
+	}
+	c.maxKL, c.maxKLP99 = 0, 0.6
+	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err == nil || !strings.Contains(err.Error(), "needs -max-kl") {
+		t.Errorf("-max-kl-p99 without -max-kl: %v", err)
+	}
+}
+
+// TestTailBudgetNames checks that a tail budget gets reports and a
+// calibration of its own (so a cached run without one is not reused) and
+// reaches matsteer calibrate.
+func TestTailBudgetNames(t *testing.T) {
+	c := config{maxKL: 0.1, maxAlpha: 64, testItems: map[string]int{"bbq": 600}}
+	if got := c.suffix(); got != "-kl0.1" {
+		t.Errorf("suffix without a tail budget: %q, want -kl0.1 (the names of existing runs)", got)
+	}
+	c.maxKLP99 = 0.6
+	if got, want := c.testName("bbq", ""), "test-kl0.1-p99-0.6-bbq-n600.json"; got != want {
+		t.Errorf("test report %q, want %q", got, want)
+	}
+	args := strings.Join(c.calibrateArgs("cal.json", []string{"a.gguf"}), " ")
+	if !strings.Contains(args, "--max-kl 0.1 ") || !strings.Contains(args, "--max-kl-p99 0.6 ") {
+		t.Errorf("calibrate command lacks the budgets: %s", args)
+	}
+	c.maxKLP99 = 0
+	if args := strings.Join(c.calibrateArgs("cal.json", []string{"a.gguf"}), " "); strings.Contains(args, "p99") {
+		t.Errorf("calibrate command without a tail budget: %s", args)
+	}
 }
 
 // bbqFixture writes a BBQ directory with one file per category in which
