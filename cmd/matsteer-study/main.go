@@ -122,7 +122,7 @@ func main() {
 	flag.IntVar(&cfg.genTokens, "gen-tokens", 48, "tokens per generation of the generation check")
 	flag.Float64Var(&cfg.maxKL, "max-kl", 0.1, "KL budget (nats per token on -kl-dev): every steering file runs at the largest α within it (matsteer calibrate); 0: sweep -alphas instead")
 	flag.StringVar(&cfg.tokens, "tokens", "response", "training rows: all|response|last (matsteer extract --tokens)")
-	flag.Float64Var(&cfg.maxKLP99, "max-kl-p99", 0, "with -max-kl: also budget the 99th percentile of per-position KL on -kl-dev (nats; matsteer calibrate --max-kl-p99), so no file spends its budget on a few positions; 0: none")
+	flag.Float64Var(&cfg.maxKLP99, "max-kl-p99", 0.6, "with -max-kl: also budget the 99th percentile of per-position KL on -kl-dev (nats; matsteer calibrate --max-kl-p99), so no file spends its budget on a few positions (0.6: the tail the ungated files reach at the mean budget); 0: none")
 	flag.Float64Var(&cfg.maxAlpha, "max-alpha", 64, "with -max-kl: a file still within budget at α=8 (the calibration grid's end) keeps doubling α up to this (matsteer calibrate --max-alpha)")
 	flag.StringVar(&layers, "layers", "10,14", "layers to sweep")
 	flag.StringVar(&cfg.alphas, "alphas", "1,2", "global strengths to sweep on dev when -max-kl is 0")
@@ -136,6 +136,13 @@ func main() {
 	flag.StringVar(&devItems, "dev-items", defaultDevItems, "dev items per task (as -train-items)")
 	flag.StringVar(&testItems, "test-items", defaultTestItems, "test items per task (as -train-items)")
 	flag.Parse()
+	// The tail budget's default belongs to the KL budget: without one
+	// (-max-kl 0) only an explicit -max-kl-p99 is a mistake.
+	tailSet := false
+	flag.Visit(func(f *flag.Flag) { tailSet = tailSet || f.Name == "max-kl-p99" })
+	if cfg.maxKL == 0 && !tailSet {
+		cfg.maxKLP99 = 0
+	}
 	err := cfg.parse(layers, seeds, fractions, trainItems, devItems, testItems)
 	if err == nil {
 		err = cfg.parseFractionMethods(fractionFams)
