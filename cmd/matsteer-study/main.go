@@ -136,13 +136,9 @@ func main() {
 	flag.StringVar(&devItems, "dev-items", defaultDevItems, "dev items per task (as -train-items)")
 	flag.StringVar(&testItems, "test-items", defaultTestItems, "test items per task (as -train-items)")
 	flag.Parse()
-	// The tail budget's default belongs to the KL budget: without one
-	// (-max-kl 0) only an explicit -max-kl-p99 is a mistake.
-	tailSet := false
-	flag.Visit(func(f *flag.Flag) { tailSet = tailSet || f.Name == "max-kl-p99" })
-	if cfg.maxKL == 0 && !tailSet {
-		cfg.maxKLP99 = 0
-	}
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	cfg.dropUnusedDefaults(set)
 	err := cfg.parse(layers, seeds, fractions, trainItems, devItems, testItems)
 	if err == nil {
 		err = cfg.parseFractionMethods(fractionFams)
@@ -168,6 +164,16 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("study finished in %s\n", time.Since(start).Round(time.Second))
+}
+
+// dropUnusedDefaults clears defaults that belong to a setting switched
+// off: the tail budget belongs to the KL budget, so with -max-kl 0 only an
+// explicit -max-kl-p99 (set holds the flags given) is kept, for parse to
+// refuse.
+func (c *config) dropUnusedDefaults(set map[string]bool) {
+	if c.maxKL == 0 && !set["max-kl-p99"] {
+		c.maxKLP99 = 0
+	}
 }
 
 // parse checks and stores the list flags; every mistake is reported before

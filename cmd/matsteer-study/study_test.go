@@ -66,9 +66,23 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("-max-kl-p99 %g: %v", bad, err)
 		}
 	}
+	// -max-kl 0 with the default tail budget: the default goes.
 	c.maxKL, c.maxKLP99 = 0, 0.6
+	c.dropUnusedDefaults(map[string]bool{"max-kl": true})
+	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err != nil || c.maxKLP99 != 0 {
+		t.Errorf("-max-kl 0 and the default -max-kl-p99: %v, tail budget %g", err, c.maxKLP99)
+	}
+	// An explicit tail budget without a KL budget is refused.
+	c.maxKLP99 = 0.6
+	c.dropUnusedDefaults(map[string]bool{"max-kl": true, "max-kl-p99": true})
 	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err == nil || !strings.Contains(err.Error(), "needs -max-kl") {
 		t.Errorf("-max-kl-p99 without -max-kl: %v", err)
+	}
+	// With a KL budget the tail budget stays.
+	c.maxKL, c.maxKLP99 = 0.1, 0.6
+	c.dropUnusedDefaults(map[string]bool{})
+	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err != nil || c.maxKLP99 != 0.6 {
+		t.Errorf("default budgets: %v, tail budget %g", err, c.maxKLP99)
 	}
 }
 
