@@ -366,6 +366,11 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 			tk = tk[:maxTok]
 			truncated++
 		}
+		if opts.ResponseOnly && respStart[i] >= len(tk) {
+			// Nothing to count: the text would add to the texts and not
+			// the tokens, lowering every per-text figure.
+			return nil, fmt.Errorf("eval: gate statistics: example %s: no response tokens within the first %d (empty response, or a prompt that long); count all tokens instead", ex.Source, maxTok)
+		}
 		toks[i] = tk
 	}
 	var gated []Method

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -452,6 +453,15 @@ func TestGateStats(t *testing.T) {
 		if s.Tokens != respTokens[s.Label] || s.Tokens == 0 || s.Tokens >= tokens[s.Label] {
 			t.Errorf("response only %+v: want %d tokens (all tokens: %d)", s, respTokens[s.Label], tokens[s.Label])
 		}
+	}
+	// A text with no response tokens is refused before any decoding: it
+	// would count as a text with nothing in it.
+	empty := append(slices.Clone(ex), datasets.Example{Attribute: "tone", Label: 0, Prompt: "Stop", Response: "", Source: "empty:1"})
+	if _, err := r.GateStats(context.Background(), empty, []Method{open}, GateOptions{ResponseOnly: true}); err == nil || !strings.Contains(err.Error(), "empty:1") || !strings.Contains(err.Error(), "no response tokens") {
+		t.Errorf("an empty response with ResponseOnly: %v", err)
+	}
+	if _, err := r.GateStats(context.Background(), empty, []Method{open}, GateOptions{}); err != nil {
+		t.Errorf("an empty response counting all tokens: %v", err)
 	}
 	// The audit is removed afterwards: installing the inactive method adds no hook.
 	zero := e.method(t, "z", testFile(e.m.NEmbd(), 1, 0), steer.ApplyOptions{Global: 0})

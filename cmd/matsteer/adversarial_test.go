@@ -338,7 +338,13 @@ func TestAdversarialFiles(t *testing.T) {
 	f := newAdvFixture(t)
 	m := []string{"--model", f.model, "-t", "1"}
 	newOut := filepath.Join(f.dir, "new.gguf")
+	// Gate data of whole texts: nothing for --gate-tokens response to count.
+	textGates := filepath.Join(f.dir, "text-gates.jsonl")
+	if err := os.WriteFile(textGates, []byte(`{"attribute": "tone", "label": 1, "text": "Fine, thanks."}`+"\n"+`{"attribute": "tone", "label": 0, "text": "Go away."}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []advCase{
+		{append(append([]string{"eval"}, m...), "--task", "truthfulqa", "--data", f.mcData, "--split", "all", "--steer", f.steer, "--gates", "--gate-data", textGates, "--gate-tokens", "response"), "text-gates.jsonl:1 has no response to count"},
 		// model
 		{[]string{"generate", "--model", f.missing, "--prompt", "x"}, "no such file"},
 		{[]string{"generate", "--model", f.subdir, "--prompt", "x"}, "directory"},

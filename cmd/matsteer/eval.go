@@ -366,6 +366,15 @@ func runEval(c *cli.Context) error {
 		if len(examples) == 0 {
 			return fmt.Errorf("--gates: no examples in %s (--split %s)", gateSource, gateSplit)
 		}
+		if c.String("gate-tokens") == "response" {
+			// Checked again after tokenizing (eval.GateOptions.ResponseOnly);
+			// an empty response fails here, before any scoring.
+			for _, ex := range examples {
+				if ex.Response == "" {
+					return fmt.Errorf("--gate-tokens response: %s has no response to count (a \"text\" example?); use --gate-tokens all", ex.Source)
+				}
+			}
+		}
 	}
 	m, err := loadModel(c)
 	if err != nil {
