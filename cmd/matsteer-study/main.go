@@ -601,11 +601,7 @@ func runSeed(c config) (*seedRun, error) {
 	// 4. Dev sweep: every condition on every task.
 	dev := map[string]*eval.Report{}
 	for _, task := range tasks {
-		name := fmt.Sprintf("dev-%s-%s.json", task, itemsName(c.devItems[task]))
-		if c.maxKL > 0 {
-			name = fmt.Sprintf("dev%s-%s-%s.json", c.suffix(), task, itemsName(c.devItems[task]))
-		}
-		out := c.path(name)
+		out := c.path(fmt.Sprintf("dev%s-%s-%s.json", c.suffix(), task, itemsName(c.devItems[task])))
 		args := append([]string{"eval", "--task", task, "--data", c.data, "--split", "dev", "--limit", strconv.Itoa(c.devItems[task]), "--out", out}, c.seedArgs()...)
 		args = append(args, devSteer...)
 		if err := c.matsteer(out, args...); err != nil {
