@@ -41,6 +41,11 @@ type CalibrateOptions struct {
 	Refine int
 	// Strengths are per-attribute strengths applied with every α.
 	Strengths map[string]float64
+	// Sequences are further KL sequences (e.g. ChatReplies) whose
+	// compared positions are pooled with the texts': the budget holds for
+	// the mean and 99th percentile over all of them. With Sequences, texts
+	// may be empty.
+	Sequences []KLSequence
 	// Retention configures the KL passes.
 	Retention RetentionOptions
 }
@@ -80,6 +85,12 @@ type Calibration struct {
 	// (the grid's largest, or the last doubling up to MaxAlpha): the
 	// budget would allow more.
 	Capped bool `json:"capped"`
+	// Positions is the number of next-token distributions compared per
+	// strength; Texts and Replies count the neutral texts and chat
+	// replies (CalibrateOptions.Sequences) they come from.
+	Positions int `json:"positions"`
+	Texts     int `json:"texts"`
+	Replies   int `json:"replies,omitempty"`
 	// BoundBy says which budget the smallest strength over budget
 	// exceeded (BoundMean, BoundP99 or BoundBoth; empty when capped).
 	BoundBy string             `json:"bound_by,omitempty"`
@@ -120,7 +131,28 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 	if refine == 0 {
 		refine = 4
 	}
+	var seqs []KLSequence
+	if len(texts) > 0 {
+		var err error
+		if seqs, err = r.TextSequences(texts); err != nil {
+			return Calibration{}, err
+		}
+	}
 	cal := Calibration{Path: path, MaxKL: opts.MaxKL, MaxKLP99: opts.MaxKLP99}
+	for _, s := range seqs {
+		if s.Tokens != nil {
+			cal.Texts++
+		}
+	}
+	for _, s := range opts.Sequences {
+		if s.Tokens != nil {
+			cal.Replies++
+		}
+	}
+	seqs = append(seqs, opts.Sequences...)
+	if len(seqs) == 0 {
+		return Calibration{}, errors.New("eval: calibrate: no texts")
+	}
 	measure := func(alphas []float64) error {
 		methods := make([]Method, len(alphas))
 		for i, a := range alphas {
@@ -130,10 +162,11 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 			}
 			methods[i] = m
 		}
-		res, err := r.Retention(ctx, texts, methods, opts.Retention)
+		res, err := r.RetentionSequences(ctx, seqs, methods, opts.Retention)
 		if err != nil {
 			return err
 		}
+		cal.Positions = res[0].Positions
 		for i, a := range alphas {
 			cal.Tried = append(cal.Tried, CalibrationPoint{Alpha: a, KL: res[i].KL, KLP99: res[i].KLP99, KLMax: res[i].KLMax, PPL: res[i].PPL})
 			cal.PPLBase = res[i].PPLBase

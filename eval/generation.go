@@ -2,7 +2,6 @@ package eval
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -72,7 +71,7 @@ func (r *Runner) GenerationCheck(ctx context.Context, prompts []string, methods 
 	if err := checkMethods(methods); err != nil {
 		return nil, err
 	}
-	toks, maxTok, err := r.generationPrompts(prompts, opts)
+	toks, maxTok, err := r.generationPrompts("generation check", prompts, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -160,21 +159,22 @@ func (r *Runner) GenerationCheck(ctx context.Context, prompts []string, methods 
 // opts (the model's chat template, every prompt plus its tokens within the
 // context) without running anything: a caller checks it before other work.
 func (r *Runner) CheckGeneration(prompts []string, opts GenerationOptions) error {
-	_, _, err := r.generationPrompts(prompts, opts)
+	_, _, err := r.generationPrompts("generation check", prompts, opts)
 	return err
 }
 
-// generationPrompts tokenizes the prompts and resolves MaxTokens.
-func (r *Runner) generationPrompts(prompts []string, opts GenerationOptions) ([][]llama.Token, int, error) {
+// generationPrompts tokenizes the prompts and resolves MaxTokens; what
+// names the caller in errors.
+func (r *Runner) generationPrompts(what string, prompts []string, opts GenerationOptions) ([][]llama.Token, int, error) {
 	if len(prompts) == 0 {
-		return nil, 0, errors.New("eval: generation check: no prompts")
+		return nil, 0, fmt.Errorf("eval: %s: no prompts", what)
 	}
 	maxTok := opts.MaxTokens
 	if maxTok == 0 {
 		maxTok = DefaultGenerationTokens
 	}
 	if maxTok < 1 {
-		return nil, 0, fmt.Errorf("eval: generation check: %d tokens per prompt, want at least 1", maxTok)
+		return nil, 0, fmt.Errorf("eval: %s: %d tokens per prompt, want at least 1", what, maxTok)
 	}
 	toks := make([][]llama.Token, len(prompts))
 	for i, p := range prompts {
@@ -182,21 +182,21 @@ func (r *Runner) generationPrompts(prompts []string, opts GenerationOptions) ([]
 		if opts.Chat {
 			tmpl := r.model.ChatTemplate()
 			if tmpl == "" {
-				return nil, 0, errors.New("eval: generation check: the model has no chat template")
+				return nil, 0, fmt.Errorf("eval: %s: the model has no chat template", what)
 			}
 			var err error
 			text, err = r.model.ApplyChatTemplate(tmpl, []llama.ChatMessage{{Role: "user", Content: p}}, true)
 			if err != nil {
-				return nil, 0, fmt.Errorf("eval: generation check: prompt %d: %w", i+1, err)
+				return nil, 0, fmt.Errorf("eval: %s: prompt %d: %w", what, i+1, err)
 			}
 		}
 		tk, err := r.model.Tokenize(text, true, opts.Chat)
 		if err != nil {
-			return nil, 0, fmt.Errorf("eval: generation check: prompt %d: %w", i+1, err)
+			return nil, 0, fmt.Errorf("eval: %s: prompt %d: %w", what, i+1, err)
 		}
 		if len(tk)+maxTok > r.lctx.NCtx() {
-			return nil, 0, fmt.Errorf("eval: generation check: prompt %d is %d tokens; with %d generated it does not fit the context of %d",
-				i+1, len(tk), maxTok, r.lctx.NCtx())
+			return nil, 0, fmt.Errorf("eval: %s: prompt %d is %d tokens; with %d generated it does not fit the context of %d",
+				what, i+1, len(tk), maxTok, r.lctx.NCtx())
 		}
 		toks[i] = tk
 	}

@@ -77,7 +77,11 @@ type Report struct {
 	// Methods are the multiple-choice results, one per condition.
 	Methods   []MethodResult   `json:"methods,omitempty"`
 	Retention *RetentionReport `json:"retention,omitempty"`
-	Gates     *GateReport      `json:"gates,omitempty"`
+	// ChatRetention is Retention on the unsteered model's chat replies to
+	// neutral prompts (ChatReplies): Source is the prompts file,
+	// MaxTokens the reply length.
+	ChatRetention *RetentionReport `json:"chat_retention,omitempty"`
+	Gates         *GateReport      `json:"gates,omitempty"`
 	// Generation is the generation check (GenerationCheck).
 	Generation *GenerationReport `json:"generation,omitempty"`
 	// Calibrations are `matsteer calibrate` results, one per steering file.
@@ -230,8 +234,19 @@ func (rep *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%.5f\t%.4f\t%.4f\t%.3f\t%.3f\n", r.Name, r.KL, r.KLP99, r.KLMax, r.PPL, r.PPLBase)
 		}
 	}
-	if rep.Gates != nil && len(rep.Gates.Results) > 0 {
+	if cr := rep.ChatRetention; cr != nil && len(cr.Results) > 0 {
 		if len(rep.Methods) > 0 || rep.Retention != nil {
+			fmt.Fprintln(tw)
+		}
+		r0 := cr.Results[0]
+		fmt.Fprintf(tw, "KL on chat replies to %s (%d replies of up to %d tokens, %d positions)\n", cr.Source, r0.Texts, cr.MaxTokens, r0.Positions)
+		fmt.Fprintf(tw, "method\tkl\tkl_p99\tkl_max\tppl\tppl_base\n")
+		for _, r := range cr.Results {
+			fmt.Fprintf(tw, "%s\t%.5f\t%.4f\t%.4f\t%.3f\t%.3f\n", r.Name, r.KL, r.KLP99, r.KLMax, r.PPL, r.PPLBase)
+		}
+	}
+	if rep.Gates != nil && len(rep.Gates.Results) > 0 {
+		if len(rep.Methods) > 0 || rep.Retention != nil || rep.ChatRetention != nil {
 			fmt.Fprintln(tw)
 		}
 		only := ""
@@ -251,7 +266,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 	}
 	if g := rep.Generation; g != nil && len(g.Results) > 0 {
-		if len(rep.Methods) > 0 || rep.Retention != nil || rep.Gates != nil {
+		if len(rep.Methods) > 0 || rep.Retention != nil || rep.ChatRetention != nil || rep.Gates != nil {
 			fmt.Fprintln(tw)
 		}
 		fmt.Fprintf(tw, "generation check on %s (%d prompts, up to %d tokens each, greedy; perplexity by the unsteered model)\n",

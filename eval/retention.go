@@ -55,6 +55,15 @@ type RetentionResult struct {
 	Seconds   float64 `json:"seconds"`
 }
 
+// KLSequence is a token sequence compared by RetentionSequences: the
+// positions predicting Tokens[Start:] are compared, the ones before are
+// decoded as context only. A neutral text has Start 1 (everything after
+// BOS); a chat reply (ChatReplies) starts at its first generated token.
+type KLSequence struct {
+	Tokens []llama.Token
+	Start  int
+}
+
 // Retention measures how far each condition moves the model's next-token
 // distributions on neutral texts: each text (tokenized with BOS, cut to
 // MaxTokens) is run unsteered once and then once per steered condition,
@@ -63,36 +72,77 @@ type RetentionResult struct {
 // Unsteered conditions (nil or all-zero strengths) get KL 0 and the
 // unsteered perplexity without another pass.
 func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method, opts RetentionOptions) ([]RetentionResult, error) {
-	if err := checkMethods(methods); err != nil {
+	seqs, err := r.TextSequences(texts)
+	if err != nil {
 		return nil, err
 	}
+	return r.RetentionSequences(ctx, seqs, methods, opts)
+}
+
+// TextSequences tokenizes neutral texts (with BOS) as KL sequences of
+// Start 1. A text of fewer than 2 tokens is a nil sequence (skipped by
+// RetentionSequences).
+func (r *Runner) TextSequences(texts []string) ([]KLSequence, error) {
 	if len(texts) == 0 {
 		return nil, errors.New("eval: retention: no texts")
 	}
-	maxTok := opts.MaxTokens
-	if maxTok <= 0 {
-		maxTok = DefaultRetentionMaxTokens
-	}
-	maxTok = min(maxTok, r.lctx.NCtx())
-	toks := make([][]llama.Token, len(texts))
-	truncated, skipped := 0, 0
+	seqs := make([]KLSequence, len(texts))
 	for i, t := range texts {
 		tk, err := r.model.Tokenize(t, true, false)
 		if err != nil {
 			return nil, fmt.Errorf("eval: retention text %d: %w", i+1, err)
 		}
-		if len(tk) > maxTok {
-			tk = tk[:maxTok]
-			truncated++
-		}
 		if len(tk) < 2 {
+			continue
+		}
+		seqs[i] = KLSequence{Tokens: tk, Start: 1}
+	}
+	return seqs, nil
+}
+
+func (r *Runner) retentionMaxTokens(n int) int {
+	if n <= 0 {
+		n = DefaultRetentionMaxTokens
+	}
+	return min(n, r.lctx.NCtx())
+}
+
+// RetentionSequences is Retention on token sequences: each sequence (cut
+// to opts.MaxTokens) is decoded unsteered once and once per steered
+// condition, and the positions predicting Tokens[Start:] are compared.
+// A sequence with nothing to compare (nil, or cut before Start+1 tokens)
+// is counted as skipped; Start must be at least 1 and below the
+// sequence's length.
+func (r *Runner) RetentionSequences(ctx context.Context, seqs []KLSequence, methods []Method, opts RetentionOptions) ([]RetentionResult, error) {
+	if err := checkMethods(methods); err != nil {
+		return nil, err
+	}
+	if len(seqs) == 0 {
+		return nil, errors.New("eval: retention: no texts")
+	}
+	maxTok := r.retentionMaxTokens(opts.MaxTokens)
+	kept := make([]KLSequence, 0, len(seqs))
+	truncated, skipped := 0, 0
+	for i, s := range seqs {
+		if s.Tokens == nil {
 			skipped++
 			continue
 		}
-		toks[i] = tk
+		if s.Start < 1 || s.Start >= len(s.Tokens) {
+			return nil, fmt.Errorf("eval: retention sequence %d: start %d outside its %d tokens (want 1 to %d)", i+1, s.Start, len(s.Tokens), len(s.Tokens)-1)
+		}
+		if len(s.Tokens) > maxTok {
+			truncated++
+			s.Tokens = s.Tokens[:maxTok]
+			if s.Start >= len(s.Tokens) {
+				skipped++
+				continue
+			}
+		}
+		kept = append(kept, s)
 	}
-	if skipped == len(texts) {
-		return nil, errors.New("eval: retention: every text is shorter than 2 tokens")
+	if len(kept) == 0 {
+		return nil, errors.New("eval: retention: every text is shorter than 2 tokens (or has nothing to compare within the token limit)")
 	}
 	defer r.abortOnCancel(ctx)()
 	defer r.hooks.Clear()
@@ -107,20 +157,29 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 	var base acc
 	var bar *progress.Bar
 	if opts.Progress != nil {
-		bar = progress.New(opts.Progress, int64(len(texts)-skipped), "retention", "text")
+		bar = progress.New(opts.Progress, int64(len(kept)), "retention", "text")
 		defer bar.Finish()
 	}
 	nv := r.model.NVocab()
-	var ref []float32 // unsteered log-probs of a pack's positions, × nv
+	var ref []float32 // unsteered log-probs of a pack's compared positions, × nv
 	var lq []float64
 	nTexts := 0
-	for _, pk := range r.packTexts(toks, nv) {
-		// Positions predicting a token: all but each text's last.
-		offs := make([]int, len(pk)) // first row in ref of each text
+	for _, pk := range r.packTexts(kept, nv) {
+		// Compared positions: Start-1 to each text's last but one.
+		offs := make([]int, len(pk)) // row in ref of each text's position Start-1
 		npos := 0
-		for i, tk := range pk {
+		for i, s := range pk {
 			offs[i] = npos
-			npos += len(tk) - 1
+			npos += len(s.Tokens) - s.Start
+		}
+		// row returns the ref row of text t's position pos (nil: not compared).
+		row := func(t, pos int) []float32 {
+			s := pk[t]
+			if pos < s.Start-1 || pos >= len(s.Tokens)-1 {
+				return nil
+			}
+			k := offs[t] + pos - (s.Start - 1)
+			return ref[k*nv : (k+1)*nv]
 		}
 		nTexts += len(pk)
 		if cap(ref) < npos*nv {
@@ -130,15 +189,15 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 		t0 := time.Now()
 		r.hooks.Clear()
 		err := r.forwardPack(ctx, pk, func(t, pos int, lg []float32) error {
-			if pos >= len(pk[t])-1 {
+			dst := row(t, pos)
+			if dst == nil {
 				return nil
 			}
 			lq = llama.LogSoftmax(lg, lq)
-			row := ref[(offs[t]+pos)*nv : (offs[t]+pos+1)*nv]
 			for v, x := range lq {
-				row[v] = float32(x)
+				dst[v] = float32(x)
 			}
-			base.nll -= lq[pk[t][pos+1]]
+			base.nll -= lq[pk[t].Tokens[pos+1]]
 			return nil
 		})
 		if err != nil {
@@ -156,13 +215,13 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 			}
 			a := &accs[j]
 			err := r.forwardPack(ctx, pk, func(t, pos int, lg []float32) error {
-				if pos >= len(pk[t])-1 {
+				ref := row(t, pos)
+				if ref == nil {
 					return nil
 				}
 				lq = llama.LogSoftmax(lg, lq)
-				row := ref[(offs[t]+pos)*nv : (offs[t]+pos+1)*nv]
 				var kl float64
-				for v, lp := range row {
+				for v, lp := range ref {
 					p := float64(lp)
 					kl += math.Exp(p) * (p - lq[v])
 				}
@@ -170,7 +229,7 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 				a.kl += kl
 				a.klMax = math.Max(a.klMax, kl)
 				a.kls = append(a.kls, kl)
-				a.nll -= lq[pk[t][pos+1]]
+				a.nll -= lq[pk[t].Tokens[pos+1]]
 				return nil
 			})
 			if err != nil {
@@ -206,25 +265,25 @@ func (r *Runner) Retention(ctx context.Context, texts []string, methods []Method
 // pack of texts (tokens × vocabulary × 4 bytes).
 const retentionRefBytes = 128 << 20
 
-// packTexts groups the non-nil texts, in order, into packs decoded together:
-// at most n_seq_max texts and n_batch tokens per pack, and few enough
-// tokens that their log-probabilities fit retentionRefBytes. A text over
-// these limits is a pack of its own.
-func (r *Runner) packTexts(toks [][]llama.Token, nVocab int) [][][]llama.Token {
+// packTexts groups the sequences, in order, into packs decoded together:
+// at most n_seq_max sequences and n_batch tokens per pack, and few enough
+// tokens that their log-probabilities fit retentionRefBytes. A sequence
+// over these limits is a pack of its own.
+func (r *Runner) packTexts(seqs []KLSequence, nVocab int) [][]KLSequence {
 	maxTok := min(r.lctx.NBatch(), r.lctx.NCtx(), max(1, retentionRefBytes/(4*nVocab)))
-	var packs [][][]llama.Token
-	var cur [][]llama.Token
+	var packs [][]KLSequence
+	var cur []KLSequence
 	n := 0
-	for _, tk := range toks {
-		if tk == nil {
+	for _, s := range seqs {
+		if s.Tokens == nil {
 			continue
 		}
-		if len(cur) > 0 && (len(cur) == r.lctx.NSeqMax() || n+len(tk) > maxTok) {
+		if len(cur) > 0 && (len(cur) == r.lctx.NSeqMax() || n+len(s.Tokens) > maxTok) {
 			packs = append(packs, cur)
 			cur, n = nil, 0
 		}
-		cur = append(cur, tk)
-		n += len(tk)
+		cur = append(cur, s)
+		n += len(s.Tokens)
 	}
 	if len(cur) > 0 {
 		packs = append(packs, cur)
@@ -232,23 +291,26 @@ func (r *Runner) packTexts(toks [][]llama.Token, nVocab int) [][][]llama.Token {
 	return packs
 }
 
-// forwardPack decodes the texts of a pack, text i as sequence i from
-// position 0, and calls fn with every position's logits. A pack of one
-// text may be longer than n_batch (it is decoded in chunks); a pack of
-// several must fit one batch.
-func (r *Runner) forwardPack(ctx context.Context, pack [][]llama.Token, fn func(text, pos int, logits []float32) error) error {
+// forwardPack decodes the sequences of a pack, sequence i as llama.cpp
+// sequence i from position 0, and calls fn with the logits of every
+// compared position (Start-1 to the last but one). A pack of one sequence
+// may be longer than n_batch (it is decoded in chunks); a pack of several
+// must fit one batch.
+func (r *Runner) forwardPack(ctx context.Context, pack []KLSequence, fn func(text, pos int, logits []float32) error) error {
 	if len(pack) == 1 {
-		return r.forward(ctx, pack[0], func(pos int, lg []float32) error { return fn(0, pos, lg) })
+		s := pack[0]
+		return r.forward(ctx, s.Tokens, s.Start-1, len(s.Tokens)-1, func(pos int, lg []float32) error { return fn(0, pos, lg) })
 	}
 	r.lctx.ClearMemory()
 	defer r.lctx.ClearMemory()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	compared := func(s KLSequence, pos int) bool { return pos >= s.Start-1 && pos < len(s.Tokens)-1 }
 	r.batch.Clear()
-	for t, tk := range pack {
-		for pos, tok := range tk {
-			if err := r.batch.Add(tok, pos, []int{t}, true); err != nil {
+	for t, s := range pack {
+		for pos, tok := range s.Tokens {
+			if err := r.batch.Add(tok, pos, []int{t}, compared(s, pos)); err != nil {
 				return err
 			}
 		}
@@ -257,14 +319,16 @@ func (r *Runner) forwardPack(ctx context.Context, pack [][]llama.Token, fn func(
 		return ctxErr(ctx, err)
 	}
 	row := 0
-	for t, tk := range pack {
-		for pos := range tk {
-			lg, err := r.lctx.Logits(row)
-			if err != nil {
-				return err
-			}
-			if err := fn(t, pos, lg); err != nil {
-				return err
+	for t, s := range pack {
+		for pos := range s.Tokens {
+			if compared(s, pos) {
+				lg, err := r.lctx.Logits(row)
+				if err != nil {
+					return err
+				}
+				if err := fn(t, pos, lg); err != nil {
+					return err
+				}
 			}
 			row++
 		}
@@ -434,7 +498,7 @@ func (r *Runner) GateStats(ctx context.Context, examples []datasets.Example, met
 				}
 				cur.texts++
 				from = respStart[i]
-				if err := r.forward(ctx, toks[i], nil); err != nil {
+				if err := r.forward(ctx, toks[i], 0, 0, nil); err != nil {
 					return fmt.Errorf("eval: gate statistics (method %s): %w", m.Name, err)
 				}
 				bar.Add(1)

@@ -580,14 +580,16 @@ func (r *Runner) Evaluate(ctx context.Context, task string, items []datasets.Ite
 	return results, nil
 }
 
-// forward decodes toks from position 0 of sequence 0 (cleared first) with
-// every position's logits requested, in chunks of n_batch, and calls fn
-// with each position's logits (valid during the call only).
-func (r *Runner) forward(ctx context.Context, toks []llama.Token, fn func(pos int, logits []float32) error) error {
+// forward decodes toks from position 0 of sequence 0 (cleared first), in
+// chunks of n_batch, with the logits of positions [first, last) requested,
+// and calls fn with each of those positions' logits (valid during the call
+// only). A nil fn requests none.
+func (r *Runner) forward(ctx context.Context, toks []llama.Token, first, last int, fn func(pos int, logits []float32) error) error {
 	r.lctx.RemoveTokens(0, -1, -1)
 	defer r.lctx.RemoveTokens(0, -1, -1)
 	seqs := []int{0}
 	nb := r.lctx.NBatch()
+	want := func(i int) bool { return fn != nil && i >= first && i < last }
 	for off := 0; off < len(toks); off += nb {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -595,17 +597,17 @@ func (r *Runner) forward(ctx context.Context, toks []llama.Token, fn func(pos in
 		end := min(off+nb, len(toks))
 		r.batch.Clear()
 		for i := off; i < end; i++ {
-			if err := r.batch.Add(toks[i], i, seqs, true); err != nil {
+			if err := r.batch.Add(toks[i], i, seqs, want(i)); err != nil {
 				return err
 			}
 		}
 		if err := r.lctx.Decode(r.batch); err != nil {
 			return ctxErr(ctx, err)
 		}
-		if fn == nil {
-			continue
-		}
 		for i := off; i < end; i++ {
+			if !want(i) {
+				continue
+			}
 			lg, err := r.lctx.Logits(i - off)
 			if err != nil {
 				return err

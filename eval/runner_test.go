@@ -333,10 +333,12 @@ func TestRetention(t *testing.T) {
 	}
 	p, q := logp(Unsteered()), logp(on)
 	var kl, nll float64
+	kls := make([]float64, len(p)) // KL of the position predicting toks[i+1]
 	for i := range p {
 		for v := range p[i] {
-			kl += math.Exp(p[i][v]) * (p[i][v] - q[i][v])
+			kls[i] += math.Exp(p[i][v]) * (p[i][v] - q[i][v])
 		}
+		kl += kls[i]
 		nll -= q[i][toks[i+1]]
 	}
 	one, err := r.Retention(context.Background(), texts[:1], methods[:2], RetentionOptions{MaxTokens: 20})
@@ -352,7 +354,40 @@ func TestRetention(t *testing.T) {
 
 	// Texts decoded together (one pack, one sequence each) give the
 	// position-weighted mean of the texts measured one by one.
-	if packs := r.packTexts([][]llama.Token{toks, nil, toks[:7]}, e.m.NVocab()); len(packs) != 1 || len(packs[0]) != 2 {
+	// A sequence compared from Start on: only the positions predicting
+	// toks[Start:] count, alone and packed with a text.
+	const start = 8
+	var tail float64
+	for _, x := range kls[start-1:] {
+		tail += x
+	}
+	tail /= float64(len(kls) - (start - 1))
+	for _, seqs := range [][]KLSequence{{{Tokens: toks, Start: start}}, {{Tokens: toks, Start: start}, {Tokens: toks[:5], Start: 4}}} {
+		res, err := r.RetentionSequences(context.Background(), seqs, methods[:2], RetentionOptions{MaxTokens: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPos := len(toks) - start
+		wantKL := tail
+		if len(seqs) == 2 {
+			wantPos++
+			wantKL = (tail*float64(len(toks)-start) + kls[3]) / float64(wantPos)
+		}
+		if res[1].Positions != wantPos || math.Abs(res[1].KL-wantKL) > 1e-4*math.Max(1, wantKL) {
+			t.Errorf("%d sequences from start %d: KL %v over %d positions, recomputed %v over %d", len(seqs), start, res[1].KL, res[1].Positions, wantKL, wantPos)
+		}
+	}
+	for _, bad := range []KLSequence{{Tokens: toks, Start: 0}, {Tokens: toks, Start: len(toks)}} {
+		if _, err := r.RetentionSequences(context.Background(), []KLSequence{bad}, methods[:2], RetentionOptions{}); err == nil || !strings.Contains(err.Error(), "start") {
+			t.Errorf("start %d of %d tokens: %v", bad.Start, len(bad.Tokens), err)
+		}
+	}
+	// Cut before its start: nothing to compare, skipped.
+	if _, err := r.RetentionSequences(context.Background(), []KLSequence{{Tokens: toks, Start: 15}}, methods[:2], RetentionOptions{MaxTokens: 10}); err == nil {
+		t.Error("a sequence cut before its start was compared")
+	}
+
+	if packs := r.packTexts([]KLSequence{{Tokens: toks, Start: 1}, {}, {Tokens: toks[:7], Start: 1}}, e.m.NVocab()); len(packs) != 1 || len(packs[0]) != 2 {
 		t.Fatalf("two short texts: %d packs", len(packs))
 	}
 	two := []string{texts[0], texts[2]}

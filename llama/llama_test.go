@@ -94,8 +94,8 @@ func TestLoadModelErrors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load saved model: %v", err)
 	}
-	if m2.NLayer() != 4 {
-		t.Fatalf("saved model has %d layers", m2.NLayer())
+	if m2.NLayer() != 4 || m2.ChatTemplate() != "chatml" {
+		t.Fatalf("saved model has %d layers, chat template %q", m2.NLayer(), m2.ChatTemplate())
 	}
 	m2.Close()
 	data, _ := os.ReadFile(good)

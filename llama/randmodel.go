@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"unsafe"
+
+	"github.com/matsteer/matsteer/gguf"
 )
 
 // RandomModelConfig describes a tiny llama-architecture model with random
@@ -86,9 +88,31 @@ func (m *Model) SaveToFile(path string) error {
 	cpath := C.CString(tmp.Name())
 	defer C.free(unsafe.Pointer(cpath))
 	C.llama_model_save_to_file(m.c, cpath)
+	// llama.cpp's saver leaves out the chat template; keep it, so a saved
+	// model formats chats as the one in memory does.
+	if tmpl := m.ChatTemplate(); tmpl != "" {
+		if err := addChatTemplate(tmp.Name(), tmpl); err != nil {
+			os.Remove(tmp.Name())
+			return fmt.Errorf("save model: %w", err)
+		}
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("save model: %w", err)
 	}
 	return nil
+}
+
+// addChatTemplate stores tmpl as tokenizer.chat_template in the GGUF file
+// at path.
+func addChatTemplate(path, tmpl string) error {
+	f, err := gguf.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if _, ok := f.Get("tokenizer.chat_template"); ok {
+		return nil
+	}
+	f.Set("tokenizer.chat_template", tmpl)
+	return f.WriteFile(path)
 }

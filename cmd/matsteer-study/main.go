@@ -59,8 +59,12 @@ type config struct {
 	bin, data, work, out, neutral string
 	model                         string
 	klDev, tokens                 string
-	genPrompts                    string
-	genTokens                     int
+	// klChat holds neutral prompts whose unsteered chat replies are
+	// compared too when calibrating (matsteer calibrate --kl-chat; "":
+	// plain text only).
+	klChat     string
+	genPrompts string
+	genTokens  int
 	// maxKLP99 budgets the 99th percentile of per-position KL too (0: no
 	// tail budget; matsteer calibrate --max-kl-p99).
 	maxKL, maxKLP99, maxAlpha float64
@@ -118,6 +122,7 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "results", "the summary (study.md) and every report (JSON) go to a folder here named after the settings")
 	flag.StringVar(&cfg.neutral, "neutral", "demo/data/neutral.txt", "neutral text for the reported KL and perplexity (one text per line)")
 	flag.StringVar(&cfg.klDev, "kl-dev", "demo/data/neutral-dev.txt", "neutral text for choosing α under the KL budget (not the reported one)")
+	flag.StringVar(&cfg.klChat, "kl-chat", "", "with -max-kl: neutral prompts (one per line) whose unsteered chat replies are compared too when choosing α (matsteer calibrate --kl-chat), so the budget covers the first words of an answer; empty: -kl-dev only")
 	flag.StringVar(&cfg.genPrompts, "gen-prompts", "demo/data/prompts.txt", "prompts of the generation check (greedy generations of every chosen condition, judged by the unsteered model's perplexity and distinct-n); empty: no check")
 	flag.IntVar(&cfg.genTokens, "gen-tokens", 48, "tokens per generation of the generation check")
 	flag.Float64Var(&cfg.maxKL, "max-kl", 0.1, "KL budget (nats per token on -kl-dev): every steering file runs at the largest α within it (matsteer calibrate); 0: sweep -alphas instead")
@@ -176,6 +181,16 @@ func (c *config) dropUnusedDefaults(set map[string]bool) {
 	}
 }
 
+// checkRegular reports whether path is a regular file (not a directory,
+// device or FIFO).
+func checkRegular(path string) error {
+	st, err := os.Stat(path)
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	return err
+}
+
 // parse checks and stores the list flags; every mistake is reported before
 // any work starts.
 func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems string) error {
@@ -194,17 +209,21 @@ func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems
 	if c.maxKLP99 > 0 && c.maxKL == 0 {
 		return errors.New("-max-kl-p99 needs -max-kl (a mean KL budget)")
 	}
+	if c.klChat != "" {
+		if c.maxKL == 0 {
+			return errors.New("-kl-chat needs -max-kl (a KL budget to calibrate)")
+		}
+		if err := checkRegular(c.klChat); err != nil {
+			return fmt.Errorf("-kl-chat: %w", err)
+		}
+	}
 	if !(c.maxAlpha >= 8) || c.maxAlpha > 1000 {
 		return fmt.Errorf("-max-alpha %g: out of range, want 8..1000", c.maxAlpha)
 	}
 	// The generation check runs last: a bad prompts file fails now, not
 	// after the study's training and evaluation.
 	if c.genPrompts != "" {
-		st, err := os.Stat(c.genPrompts)
-		if err == nil && !st.Mode().IsRegular() {
-			err = fmt.Errorf("%s is not a regular file", c.genPrompts)
-		}
-		if err != nil {
+		if err := checkRegular(c.genPrompts); err != nil {
 			return fmt.Errorf("-gen-prompts: %w", err)
 		}
 	}
@@ -690,11 +709,15 @@ func (s fileSpec) fileName() string {
 // suffix marks the KL budgets in report and folder names: "-kl0.1", or
 // "-kl0.1-p99-0.6" with a tail budget.
 func (c config) suffix() string {
+	chat := ""
+	if c.klChat != "" {
+		chat = "-chat"
+	}
 	switch {
 	case c.maxKL > 0 && c.maxKLP99 > 0:
-		return fmt.Sprintf("-kl%g-p99-%g", c.maxKL, c.maxKLP99)
+		return fmt.Sprintf("-kl%g-p99-%g%s", c.maxKL, c.maxKLP99, chat)
 	case c.maxKL > 0:
-		return fmt.Sprintf("-kl%g", c.maxKL)
+		return fmt.Sprintf("-kl%g%s", c.maxKL, chat)
 	}
 	return ""
 }
@@ -722,6 +745,9 @@ func (c config) calibrateArgs(out string, files []string) []string {
 		"--grid", "0.25,0.5,1,2,4,8", "--max-alpha", strconv.FormatFloat(c.maxAlpha, 'g', -1, 64), "--refine", "2", "--out", out}
 	if c.maxKLP99 > 0 {
 		args = append(args, "--max-kl-p99", strconv.FormatFloat(c.maxKLP99, 'g', -1, 64))
+	}
+	if c.klChat != "" {
+		args = append(args, "--kl-chat", c.klChat)
 	}
 	for _, f := range files {
 		args = append(args, "--steer", f)
@@ -839,7 +865,11 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 		if c.maxKLP99 > 0 {
 			tail = fmt.Sprintf(" and a 99th-percentile per-position KL ≤ %g", c.maxKLP99)
 		}
-		fmt.Fprintf(f, "Strengths: the largest α with KL ≤ %g nats/token%s on %s (matsteer calibrate).\n\n```\n", c.maxKL, tail, c.klDev)
+		on := c.klDev
+		if c.klChat != "" {
+			on += " and the unsteered model's chat replies to " + c.klChat
+		}
+		fmt.Fprintf(f, "Strengths: the largest α with KL ≤ %g nats/token%s on %s (matsteer calibrate).\n\n```\n", c.maxKL, tail, on)
 		if err := cal.WriteText(f); err != nil {
 			return err
 		}

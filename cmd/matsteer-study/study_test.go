@@ -84,6 +84,25 @@ func TestParseFlags(t *testing.T) {
 	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err != nil || c.maxKLP99 != 0.6 {
 		t.Errorf("default budgets: %v, tail budget %g", err, c.maxKLP99)
 	}
+	// -kl-chat: a regular file, and only with a KL budget.
+	for _, bad := range []struct{ path, want string }{
+		{filepath.Join(t.TempDir(), "missing.txt"), "no such file"},
+		{t.TempDir(), "not a regular file"},
+		{"/dev/null", "not a regular file"},
+	} {
+		c.klChat = bad.path
+		if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err == nil || !strings.Contains(err.Error(), "-kl-chat") || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("-kl-chat %s: %v", bad.path, err)
+		}
+	}
+	c.klChat = "../../demo/data/chat-dev.txt"
+	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err != nil {
+		t.Errorf("-kl-chat %s: %v", c.klChat, err)
+	}
+	c.maxKL, c.maxKLP99 = 0, 0
+	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err == nil || !strings.Contains(err.Error(), "-kl-chat needs -max-kl") {
+		t.Errorf("-kl-chat without -max-kl: %v", err)
+	}
 }
 
 // TestTailBudgetNames checks that a tail budget gets reports and a
@@ -102,6 +121,17 @@ func TestTailBudgetNames(t *testing.T) {
 	if !strings.Contains(args, "--max-kl 0.1 ") || !strings.Contains(args, "--max-kl-p99 0.6 ") {
 		t.Errorf("calibrate command lacks the budgets: %s", args)
 	}
+	if strings.Contains(args, "--kl-chat") {
+		t.Errorf("calibrate command without -kl-chat: %s", args)
+	}
+	c.klChat = "chat.txt"
+	if got, want := c.testName("bbq", ""), "test-kl0.1-p99-0.6-chat-bbq-n600.json"; got != want {
+		t.Errorf("test report with chat replies %q, want %q", got, want)
+	}
+	if args := strings.Join(c.calibrateArgs("cal.json", []string{"a.gguf"}), " "); !strings.Contains(args, "--kl-chat chat.txt ") {
+		t.Errorf("calibrate command lacks the chat prompts: %s", args)
+	}
+	c.klChat = ""
 	c.maxKLP99 = 0
 	if args := strings.Join(c.calibrateArgs("cal.json", []string{"a.gguf"}), " "); strings.Contains(args, "p99") {
 		t.Errorf("calibrate command without a tail budget: %s", args)

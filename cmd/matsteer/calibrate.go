@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,7 +16,7 @@ func calibrateCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "calibrate",
 		Usage: "find the strongest global strength α a steering file can use within a KL budget on neutral text",
-		UsageText: `matsteer calibrate --steer FILE [--steer FILE ...] --kl-text FILE [--max-kl 0.1] [--max-kl-p99 X] [--out calibration.json]
+		UsageText: `matsteer calibrate --steer FILE [--steer FILE ...] --kl-text FILE [--kl-chat FILE] [--max-kl 0.1] [--max-kl-p99 X] [--out calibration.json]
 
 For each steering file, the mean KL(unsteered || steered) of next-token distributions on the neutral
 texts (one per non-blank line) is measured at every --grid strength in one pass, then bisected on log α
@@ -30,11 +31,20 @@ The mean hides the tail: gated steering can keep the mean low while changing a f
 distributions a lot (a garbled word when generating). Every strength's 99th percentile and maximum of
 the per-position KL are reported next to the mean; --max-kl-p99 X adds a budget on the 99th
 percentile, and α is then the largest strength within both budgets ("bound by" says which one
-stopped it).`,
+stopped it).
+
+Plain text is not where a chat answer is written. --kl-chat FILE (one neutral prompt per line) adds
+the positions of chat replies: each prompt becomes a user turn in the model's chat template, the
+unsteered model writes its greedy reply (--kl-chat-tokens tokens), and the next-token distributions
+along that reply, from its first token on, are compared too; both budgets then hold over the texts'
+and the replies' positions together. --kl-chat may be given without --kl-text. A gate that opens on
+the first words of an answer spends its change there, unseen by plain text: the replies budget it.`,
 		Flags: append(modelFlags(),
 			&cli.StringSliceFlag{Name: "steer", Aliases: []string{"s"}, Required: true, Usage: "steering `FILE` to calibrate (repeatable)"},
 			&cli.StringSliceFlag{Name: "strength", Usage: "per-attribute strengths NAME=X[,NAME=X...], held fixed while α varies"},
-			&cli.StringFlag{Name: "kl-text", Required: true, Usage: "neutral text file, one text per line"},
+			&cli.StringFlag{Name: "kl-text", Usage: "neutral text file, one text per line (--kl-text and/or --kl-chat)"},
+			&cli.StringFlag{Name: "kl-chat", Usage: "neutral prompts, one per line: the unsteered model's chat replies to them are compared too"},
+			intIn(&cli.IntFlag{Name: "kl-chat-tokens", Value: eval.DefaultChatReplyTokens, Usage: "tokens per --kl-chat reply"}, 1, maxCtx),
 			intIn(&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts (0: all)"}, 0, maxCount),
 			intIn(&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut texts to N tokens (at most --ctx)"}, 2, maxCtx),
 			floatIn(&cli.Float64Flag{Name: "max-kl", Value: 0.1, Usage: "KL budget, nats per position"}, leftOpen(0, 100)),
@@ -53,12 +63,26 @@ func runCalibrate(c *cli.Context) error {
 	if err := checkKLMaxTokens(c); err != nil {
 		return err
 	}
-	if err := safefile.CheckOutputs(flagOutputs(c, "out"), append(flagInputs(c, "steer", "kl-text"), modelInput(c)...)); err != nil {
+	if c.String("kl-text") == "" && c.String("kl-chat") == "" {
+		return errors.New("calibrate needs --kl-text FILE and/or --kl-chat FILE")
+	}
+	if err := checkKLChatTokens(c); err != nil {
 		return err
 	}
-	texts, err := readTexts("--kl-text", c.String("kl-text"), c.Int("kl-limit"))
-	if err != nil {
+	if err := safefile.CheckOutputs(flagOutputs(c, "out"), append(flagInputs(c, "steer", "kl-text", "kl-chat"), modelInput(c)...)); err != nil {
 		return err
+	}
+	var texts, prompts []string
+	var err error
+	if p := c.String("kl-text"); p != "" {
+		if texts, err = readTexts("--kl-text", p, c.Int("kl-limit")); err != nil {
+			return err
+		}
+	}
+	if p := c.String("kl-chat"); p != "" {
+		if prompts, err = readTexts("--kl-chat", p, 0); err != nil {
+			return err
+		}
 	}
 	strengths, err := steer.ParseStrengths(c.StringSlice("strength"))
 	if err != nil {
@@ -93,6 +117,14 @@ func runCalibrate(c *cli.Context) error {
 		return err
 	}
 	defer r.Close()
+	if prompts != nil {
+		if err := r.CheckChatReplies(prompts, c.Int("kl-chat-tokens")); err != nil {
+			return fmt.Errorf("--kl-chat: %w", err)
+		}
+		if opts.Sequences, err = r.ChatReplies(c.Context, prompts, c.Int("kl-chat-tokens"), c.App.ErrWriter); err != nil {
+			return fmt.Errorf("--kl-chat: %w", err)
+		}
+	}
 
 	rep := &eval.Report{Task: "calibrate", Model: eval.DescribeModel(m), Created: start.UTC(),
 		Context: runnerContext(c, r)}

@@ -62,10 +62,37 @@ func TestCalibrateCommand(t *testing.T) {
 		t.Errorf("p99 budget %g: calibration %+v\n%s", p99, cal, stdout)
 	}
 
+	// --kl-chat: the unsteered model's replies to the prompts are compared
+	// too (alone, or pooled with the texts).
+	for _, extra := range [][]string{{"--kl-chat", f.text}, {"--kl-chat", f.text, "--kl-text", f.text}} {
+		out3 := f.dir + "/cal3.json"
+		_, stderr, err := calibrateCLI(t, append([]string{"-m", f.model, "--steer", f.steerFile, "--kl-chat-tokens", "6", "--grid", "0.5,1,2", "--refine", "0", "--out", out3}, extra...)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", extra, err, stderr)
+		}
+		if rep, err = eval.ReadReport(out3); err != nil {
+			t.Fatal(err)
+		}
+		c := rep.Calibrations[0]
+		nTexts := 0
+		if len(extra) > 2 {
+			nTexts = c.Texts
+		}
+		if c.Replies != 2 || c.Texts != nTexts || len(extra) > 2 && c.Texts != 2 || c.Positions < 2 ||
+			!strings.Contains(stderr, "chat replies") || len(c.Tried) != 3 {
+			t.Errorf("%v: calibration %+v\n%s", extra, c, stderr)
+		}
+	}
+
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--steer", f.steerFile}, "needs --kl-text FILE and/or --kl-chat FILE"},
+		{[]string{"--steer", f.steerFile, "--kl-chat", f.dir + "/missing.txt"}, "--kl-chat"},
+		{[]string{"--steer", f.steerFile, "--kl-chat", f.text, "--kl-chat-tokens", "256"}, "--kl-chat-tokens 256 leaves no room"},
+		{[]string{"--steer", f.steerFile, "--kl-chat", f.text, "--kl-chat-tokens", "0"}, "--kl-chat-tokens 0"},
+		{[]string{"--steer", f.steerFile, "--kl-chat", f.text, "--out", f.text}, "neutral.txt"},
 		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--max-kl-p99", "0"}, "--max-kl-p99 0: out of range"},
 		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--max-kl-p99", "-0.5"}, "--max-kl-p99"},
 		{[]string{"--steer", f.steerFile, "--kl-text", f.text, "--max-kl-p99", "NaN"}, "--max-kl-p99"},

@@ -33,7 +33,7 @@ func evalCommand() *cli.Command {
 		UsageText: `matsteer eval --task truthfulqa|bbq|toxigen --data DIR [--split test] [--steer FILE ...] [--strength NAME=X,...]
               [--limit N] [--out results.json] [--plot chart.png] [--kl-text FILE] [--gates]
 matsteer eval --task pairs --data my.jsonl [--split all] [--steer FILE ...] [...]
-matsteer eval --task neutral [--kl-text FILE] [--gen-prompts FILE] [--steer FILE ...] [--gates --gate-data PATH]
+matsteer eval --task neutral [--kl-text FILE] [--kl-chat FILE] [--gen-prompts FILE] [--steer FILE ...] [--gates --gate-data PATH]
 
 Every run evaluates "none" (the unsteered model) and each --steer file on the same items; steering acts
 on every prompt and answer token while the choices are scored (teacher-forced log-probs, the prompt
@@ -58,7 +58,9 @@ seed gives the same numbers).
 
 Capability retention (--kl-text FILE, one text per non-blank line): KL(unsteered || steered) of the
 next-token distributions, mean, 99th percentile and maximum over positions in nats, and perplexity
-unsteered vs steered.
+unsteered vs steered. --kl-chat FILE (one neutral prompt per line) measures the same along the unsteered
+model's greedy chat replies to the prompts (--kl-chat-tokens each), from their first token on: where a
+chat answer is written, which plain text does not cover.
 Generation check (--gen-prompts FILE, one prompt per line): a greedy generation of --gen-tokens tokens
 per prompt under every condition, each judged by the unsteered model (perplexity of the generated
 tokens) and for repetition (distinct-1/2: distinct token n-grams over n-grams), so "steers without
@@ -83,6 +85,8 @@ The texts are the evaluated items' examples (prompt + each choice), or all of --
 			&cli.StringFlag{Name: "kl-text", Usage: "neutral text file (one text per line) for KL divergence and perplexity"},
 			intIn(&cli.IntFlag{Name: "kl-limit", Usage: "use the first N texts of --kl-text (0: all)"}, 0, maxCount),
 			intIn(&cli.IntFlag{Name: "kl-max-tokens", Value: eval.DefaultRetentionMaxTokens, Usage: "cut --kl-text texts to N tokens (at most --ctx)"}, 2, maxCtx),
+			&cli.StringFlag{Name: "kl-chat", Usage: "neutral prompts, one per line: KL and perplexity along the unsteered model's chat replies to them"},
+			intIn(&cli.IntFlag{Name: "kl-chat-tokens", Value: eval.DefaultChatReplyTokens, Usage: "tokens per --kl-chat reply"}, 1, maxCtx),
 			steerSpecialFlag(),
 			&cli.BoolFlag{Name: "gates", Usage: "report gate statistics on labelled positive/negative texts"},
 			&cli.StringFlag{Name: "gate-data", Usage: "labelled texts for --gates (any format matsteer extract reads; default: the evaluated items)"},
@@ -267,8 +271,8 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--resamples: %w", err)
 	}
-	if task == taskNeutral && c.String("kl-text") == "" && !c.Bool("gates") && c.String("gen-prompts") == "" {
-		return errors.New("--task neutral needs --kl-text FILE, --gen-prompts FILE and/or --gates --gate-data PATH")
+	if task == taskNeutral && c.String("kl-text") == "" && c.String("kl-chat") == "" && !c.Bool("gates") && c.String("gen-prompts") == "" {
+		return errors.New("--task neutral needs --kl-text FILE, --kl-chat FILE, --gen-prompts FILE and/or --gates --gate-data PATH")
 	}
 	if task == taskNeutral && c.Bool("gates") && c.String("gate-data") == "" {
 		return errors.New("--gates with --task neutral needs --gate-data PATH")
@@ -287,8 +291,11 @@ func runEval(c *cli.Context) error {
 	if err := checkKLMaxTokens(c); err != nil {
 		return err
 	}
+	if err := checkKLChatTokens(c); err != nil {
+		return err
+	}
 	if err := safefile.CheckOutputs(flagOutputs(c, "out", "plot"),
-		append(flagInputs(c, "data", "steer", "kl-text", "gate-data", "gen-prompts"), modelInput(c)...)); err != nil {
+		append(flagInputs(c, "data", "steer", "kl-text", "kl-chat", "gate-data", "gen-prompts"), modelInput(c)...)); err != nil {
 		return err
 	}
 	split, seed := c.String("split"), c.Uint64("split-seed")
@@ -333,6 +340,13 @@ func runEval(c *cli.Context) error {
 	if p := c.String("kl-text"); p != "" {
 		var err error
 		if texts, err = readTexts("--kl-text", p, c.Int("kl-limit")); err != nil {
+			return err
+		}
+	}
+	var chatPrompts []string
+	if p := c.String("kl-chat"); p != "" {
+		var err error
+		if chatPrompts, err = readTexts("--kl-chat", p, 0); err != nil {
 			return err
 		}
 	}
@@ -412,6 +426,11 @@ func runEval(c *cli.Context) error {
 			return fmt.Errorf("--gen-prompts: %w", err)
 		}
 	}
+	if len(chatPrompts) > 0 {
+		if err := r.CheckChatReplies(chatPrompts, c.Int("kl-chat-tokens")); err != nil {
+			return fmt.Errorf("--kl-chat: %w", err)
+		}
+	}
 
 	if len(items) > 0 {
 		res, err := r.Evaluate(c.Context, task, items, methods, eval.Options{Progress: stderr, Stats: stats, BatchItems: c.Int("batch-items")})
@@ -431,6 +450,17 @@ func runEval(c *cli.Context) error {
 			return err
 		}
 		rep.Retention = &eval.RetentionReport{Source: c.String("kl-text"), MaxTokens: c.Int("kl-max-tokens"), Results: res}
+	}
+	if len(chatPrompts) > 0 {
+		seqs, err := r.ChatReplies(c.Context, chatPrompts, c.Int("kl-chat-tokens"), stderr)
+		if err != nil {
+			return fmt.Errorf("--kl-chat: %w", err)
+		}
+		res, err := r.RetentionSequences(c.Context, seqs, methods, eval.RetentionOptions{MaxTokens: c.Int("kl-max-tokens"), Progress: stderr})
+		if err != nil {
+			return fmt.Errorf("--kl-chat: %w", err)
+		}
+		rep.ChatRetention = &eval.RetentionReport{Source: c.String("kl-chat"), MaxTokens: c.Int("kl-chat-tokens"), Results: res}
 	}
 	if len(genPrompts) > 0 {
 		res, err := r.GenerationCheck(c.Context, genPrompts, methods, genOpts)
@@ -489,6 +519,19 @@ func runnerContext(c *cli.Context, r *eval.Runner) eval.ContextCfg {
 
 // checkKLMaxTokens refuses a --kl-max-tokens longer than the context
 // (which would otherwise be cut to it silently).
+// checkKLChatTokens checks that a --kl-chat reply fits --kl-max-tokens
+// and --ctx with room for a prompt.
+func checkKLChatTokens(c *cli.Context) error {
+	if c.String("kl-chat") == "" {
+		return nil
+	}
+	n := c.Int("kl-chat-tokens")
+	if lim := min(c.Int("kl-max-tokens"), c.Int("ctx")); n >= lim {
+		return fmt.Errorf("--kl-chat-tokens %d leaves no room for a prompt within %d tokens (--kl-max-tokens and --ctx); lower it or raise them", n, lim)
+	}
+	return nil
+}
+
 func checkKLMaxTokens(c *cli.Context) error {
 	if n, ctx := c.Int("kl-max-tokens"), c.Int("ctx"); c.IsSet("kl-max-tokens") && n > ctx {
 		return fmt.Errorf("--kl-max-tokens %d is longer than --ctx %d; raise --ctx or lower --kl-max-tokens", n, ctx)

@@ -50,3 +50,49 @@ func TestEvalGenerationCheckCLI(t *testing.T) {
 		t.Error("--out over the --gen-prompts input was accepted")
 	}
 }
+
+// eval --kl-chat measures KL along the unsteered model's chat replies to
+// the prompts, from their first token on.
+func TestEvalChatRetentionCLI(t *testing.T) {
+	f := newEvalFixture(t)
+	out := filepath.Join(f.dir, "chat.json")
+	stdout, stderr, err := evalCLI(t, f.args("--task", "neutral", "--kl-chat", f.text, "--kl-chat-tokens", "6",
+		"--steer", f.steerFile, "--alpha", "0,3", "--out", out)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	rep, err := eval.ReadReport(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := rep.ChatRetention
+	if cr == nil || len(cr.Results) != 3 || cr.MaxTokens != 6 || cr.Source != f.text || rep.Retention != nil {
+		t.Fatalf("chat retention report %+v", cr)
+	}
+	// Two prompts, at most 6 reply tokens each: every compared position
+	// predicts a reply token.
+	for _, r := range cr.Results {
+		if r.Texts != 2 || r.Positions < 2 || r.Positions > 12 {
+			t.Errorf("%s: %d replies, %d positions", r.Name, r.Texts, r.Positions)
+		}
+	}
+	if cr.Results[1].KL != 0 || !(cr.Results[2].KL > 0) || cr.Results[2].KLMax < cr.Results[2].KL {
+		t.Errorf("α=0 KL %g, α=3 KL %g max %g", cr.Results[1].KL, cr.Results[2].KL, cr.Results[2].KLMax)
+	}
+	if !strings.Contains(stdout, "KL on chat replies to") {
+		t.Errorf("text report:\n%s", stdout)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--task", "neutral", "--kl-chat", filepath.Join(f.dir, "none.txt")}, "--kl-chat"},
+		{[]string{"--task", "neutral", "--kl-chat", f.text, "--kl-chat-tokens", "300"}, "--kl-chat-tokens 300 leaves no room"},
+		{[]string{"--task", "neutral", "--kl-chat", f.text, "--kl-chat-tokens", "-1"}, "--kl-chat-tokens -1"},
+		{[]string{"--task", "neutral", "--kl-chat", f.text, "--out", f.text}, "neutral.txt"},
+	} {
+		if _, _, err := evalCLI(t, f.args(tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want it to mention %q", tc.args, err, tc.want)
+		}
+	}
+}
