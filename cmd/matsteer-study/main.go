@@ -122,7 +122,7 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "results", "the summary (study.md) and every report (JSON) go to a folder here named after the settings")
 	flag.StringVar(&cfg.neutral, "neutral", "demo/data/neutral.txt", "neutral text for the reported KL and perplexity (one text per line)")
 	flag.StringVar(&cfg.klDev, "kl-dev", "demo/data/neutral-dev.txt", "neutral text for choosing α under the KL budget (not the reported one)")
-	flag.StringVar(&cfg.klChat, "kl-chat", "", "with -max-kl: neutral prompts (one per line) whose unsteered chat replies are compared too when choosing α (matsteer calibrate --kl-chat), so the budget covers the first words of an answer; empty: -kl-dev only")
+	flag.StringVar(&cfg.klChat, "kl-chat", "demo/data/chat-dev.txt", "with -max-kl: neutral prompts (one per line) whose unsteered chat replies are compared too when choosing α (matsteer calibrate --kl-chat), so the budget covers the first words of an answer (not the -gen-prompts ones); empty: -kl-dev only")
 	flag.StringVar(&cfg.genPrompts, "gen-prompts", "demo/data/prompts.txt", "prompts of the generation check (greedy generations of every chosen condition, judged by the unsteered model's perplexity and distinct-n); empty: no check")
 	flag.IntVar(&cfg.genTokens, "gen-tokens", 48, "tokens per generation of the generation check")
 	flag.Float64Var(&cfg.maxKL, "max-kl", 0.1, "KL budget (nats per token on -kl-dev): every steering file runs at the largest α within it (matsteer calibrate); 0: sweep -alphas instead")
@@ -172,12 +172,15 @@ func main() {
 }
 
 // dropUnusedDefaults clears defaults that belong to a setting switched
-// off: the tail budget belongs to the KL budget, so with -max-kl 0 only an
-// explicit -max-kl-p99 (set holds the flags given) is kept, for parse to
-// refuse.
+// off: the tail budget and the chat prompts belong to the KL budget, so
+// with -max-kl 0 only an explicit -max-kl-p99 or -kl-chat (set holds the
+// flags given) is kept, for parse to refuse.
 func (c *config) dropUnusedDefaults(set map[string]bool) {
 	if c.maxKL == 0 && !set["max-kl-p99"] {
 		c.maxKLP99 = 0
+	}
+	if c.maxKL == 0 && !set["kl-chat"] {
+		c.klChat = ""
 	}
 }
 
@@ -660,7 +663,10 @@ func runSeed(c config) (*seedRun, error) {
 	klOut := c.path("retention" + c.suffix() + ".json")
 	args := append([]string{"eval", "--task", "neutral", "--kl-text", c.neutral, "--out", klOut}, steerArgs(best)...)
 	if c.genPrompts != "" {
-		args = append(args, "--gen-prompts", c.genPrompts, "--gen-tokens", strconv.Itoa(c.genTokens))
+		// KL along the unsteered model's replies to the same prompts: where
+		// the generations begin.
+		args = append(args, "--gen-prompts", c.genPrompts, "--gen-tokens", strconv.Itoa(c.genTokens),
+			"--kl-chat", c.genPrompts, "--kl-chat-tokens", strconv.Itoa(c.genTokens))
 	}
 	if err := c.matsteer(klOut, args...); err != nil {
 		return nil, err
@@ -927,11 +933,11 @@ func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) 
 	for _, c := range cols {
 		fmt.Fprintf(w, " %s |", c.label)
 	}
-	fmt.Fprintf(w, " average (MC2, BBQ, ToxiGen) | KL on neutral text | KL p99 / max | perplexity | generations: ppl, distinct-2 |\n|---|---|")
+	fmt.Fprintf(w, " average (MC2, BBQ, ToxiGen) | KL on neutral text | KL p99 / max | KL on chat replies: mean, p99 | perplexity | generations: ppl, distinct-2 |\n|---|---|")
 	for range cols {
 		fmt.Fprintf(w, "---|")
 	}
-	fmt.Fprintf(w, "---|---|---|---|---|\n")
+	fmt.Fprintf(w, "---|---|---|---|---|---|\n")
 	marked := false
 	// Conditions by the name eval gave them (the first task's order).
 	for _, m := range test[tasks[0]].Methods {
@@ -962,12 +968,19 @@ func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) 
 			}
 		}
 		fmt.Fprintf(w, " %.3f |", avg)
-		kl, tail, ppl, gen := "-", "-", "-", "-"
+		kl, tail, chat, ppl, gen := "-", "-", "-", "-", "-"
 		if ret != nil && ret.Retention != nil {
 			for _, r := range ret.Retention.Results {
 				if r.Name == m.Name {
 					kl, ppl = fmt.Sprintf("%.3f", r.KL), fmt.Sprintf("%.1f", r.PPL)
 					tail = fmt.Sprintf("%.2f / %.2f", r.KLP99, r.KLMax)
+				}
+			}
+		}
+		if ret != nil && ret.ChatRetention != nil {
+			for _, r := range ret.ChatRetention.Results {
+				if r.Name == m.Name {
+					chat = fmt.Sprintf("%.3f, %.2f", r.KL, r.KLP99)
 				}
 			}
 		}
@@ -978,7 +991,7 @@ func writeHeadline(w io.Writer, test map[string]*eval.Report, ret *eval.Report) 
 				}
 			}
 		}
-		fmt.Fprintf(w, " %s | %s | %s | %s |\n", kl, tail, ppl, gen)
+		fmt.Fprintf(w, " %s | %s | %s | %s | %s |\n", kl, tail, chat, ppl, gen)
 	}
 	if marked || hasIntervals(test) {
 		fmt.Fprintf(w, "\n[lo, hi]: 95%% bootstrap interval over the test items; *: differs from the unsteered model (paired permutation test, p < %g).\n", sigLevel)

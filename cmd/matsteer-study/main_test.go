@@ -66,13 +66,14 @@ func TestHeadlineTable(t *testing.T) {
 	test := devReports(map[string][3]float64{"none": {0.4, 0.3, 0.5}, "mat-steer|mat-steer-b-L14": {0.5, 0.4, 0.9}})
 	test["truthfulqa"].Methods[0].Metrics["mc1"] = 0.25 // mat-steer; none has no mc1: shown as "-"
 	ret := &eval.Report{Retention: &eval.RetentionReport{Results: []eval.RetentionResult{{Name: "mat-steer|mat-steer-b-L14", KL: 0.0987, KLP99: 0.56, KLMax: 11.13, PPL: 45.04}}},
-		Generation: &eval.GenerationReport{Results: []eval.GenerationResult{{Name: "mat-steer|mat-steer-b-L14", PPL: 3.456, Distinct2: 0.871}}}}
+		ChatRetention: &eval.RetentionReport{Results: []eval.RetentionResult{{Name: "mat-steer|mat-steer-b-L14", KL: 0.3942, KLP99: 4.582}}},
+		Generation:    &eval.GenerationReport{Results: []eval.GenerationResult{{Name: "mat-steer|mat-steer-b-L14", PPL: 3.456, Distinct2: 0.871}}}}
 	var b strings.Builder
 	writeHeadline(&b, test, ret)
 	out := b.String()
 	for _, want := range []string{
-		"| mat-steer | mat-steer-b-L14, α=1.5 | 0.250 | 0.500 | 0.400 | - | - | 0.900 | 0.600 | 0.099 | 0.56 / 11.13 | 45.0 | 3.46, 0.87 |",
-		"| none | - | - | 0.400 | 0.300 | - | - | 0.500 | 0.400 | - | - | - | - |",
+		"| mat-steer | mat-steer-b-L14, α=1.5 | 0.250 | 0.500 | 0.400 | - | - | 0.900 | 0.600 | 0.099 | 0.56 / 11.13 | 0.394, 4.58 | 45.0 | 3.46, 0.87 |",
+		"| none | - | - | 0.400 | 0.300 | - | - | 0.500 | 0.400 | - | - | - | - | - |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("headline table lacks\n%s\ngot\n%s", want, out)

@@ -67,10 +67,10 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 	// -max-kl 0 with the default tail budget: the default goes.
-	c.maxKL, c.maxKLP99 = 0, 0.6
+	c.maxKL, c.maxKLP99, c.klChat = 0, 0.6, "demo/data/chat-dev.txt"
 	c.dropUnusedDefaults(map[string]bool{"max-kl": true})
-	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err != nil || c.maxKLP99 != 0 {
-		t.Errorf("-max-kl 0 and the default -max-kl-p99: %v, tail budget %g", err, c.maxKLP99)
+	if err := c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1"); err != nil || c.maxKLP99 != 0 || c.klChat != "" {
+		t.Errorf("-max-kl 0 and the default -max-kl-p99 and -kl-chat: %v, tail budget %g, chat prompts %q", err, c.maxKLP99, c.klChat)
 	}
 	// An explicit tail budget without a KL budget is refused.
 	c.maxKLP99 = 0.6
