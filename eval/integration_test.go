@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/matsteer/matsteer/datasets"
@@ -139,5 +140,67 @@ func TestSmolLM2BBQAndToxiGen(t *testing.T) {
 	}
 	if acc := res[0].Metrics[MetricAcc]; acc < 0 || acc > 1 || res[0].NItems != len(tox) {
 		t.Errorf("ToxiGen %+v", res[0].Summary)
+	}
+}
+
+// ChatReplies on the default model: each sequence is the chat turn and the
+// unsteered model's own greedy reply, compared from the reply's first
+// token; greedy tokens are the model's likeliest, so their perplexity
+// under the unsteered model is low (prompt positions would not be).
+func TestSmolLM2ChatReplies(t *testing.T) {
+	m, err := llama.LoadModel(testenv.DefaultModel(t), llama.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	cat, err := hooks.Probe(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRunner(m, cat, llama.ContextParams{NCtx: 512, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	prompts := []string{"How do tides work?", "Describe a quiet harbour in the evening."}
+	seqs, err := r.ChatReplies(context.Background(), prompts, 12, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range seqs {
+		turn, err := m.ApplyChatTemplate(m.ChatTemplate(), []llama.ChatMessage{{Role: "user", Content: prompts[i]}}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := m.Tokenize(turn, true, true)
+		if s.Start != len(want) || len(s.Tokens) <= s.Start || len(s.Tokens) > s.Start+12 {
+			t.Fatalf("prompt %d: start %d of %d tokens, the turn has %d", i, s.Start, len(s.Tokens), len(want))
+		}
+		reply := m.Detokenize(s.Tokens[s.Start:], false, false)
+		if strings.TrimSpace(reply) == "" || strings.Contains(reply, "<|im_") {
+			t.Errorf("prompt %d: reply %q", i, reply)
+		}
+	}
+	d := m.NEmbd()
+	a := steer.Attribute{Name: "probe", Theta: make([]float64, d)}
+	for i := range a.Theta {
+		a.Theta[i] = 0.3 * math.Sin(float64(7*i+1))
+	}
+	f := &steer.File{Version: steer.FileVersion, Site: "l_out", Layer: 10, NEmbd: d, ModelArch: m.Arch(),
+		Method: steer.MethodMeanDiff, NormPreserve: true, Attributes: []steer.Attribute{a}}
+	iv, err := intervene.New(f, steer.DefaultApplyOptions(), m, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.RetentionSequences(context.Background(), seqs, []Method{Unsteered(), {Name: "probe", Intervention: iv}}, RetentionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range seqs {
+		n += len(s.Tokens) - s.Start
+	}
+	if res[1].Positions != n || !(res[1].KL > 0) || !(res[0].PPLBase < 3) {
+		t.Errorf("replies: %d positions (want %d), KL %g, unsteered perplexity %g (greedy: want < 3)", res[1].Positions, n, res[1].KL, res[0].PPLBase)
 	}
 }
