@@ -18,9 +18,14 @@ import (
 // smolEnv loads the default model (SmolLM2) and the shared data, or skips.
 func smolEnv(t *testing.T) (env, string) {
 	t.Helper()
-	path := testenv.DefaultModel(t)
 	data := testenv.DataDir(t)
-	m, err := llama.LoadModel(path, llama.ModelParams{})
+	return smolModel(t), data
+}
+
+// smolModel loads the default model and probes its hook sites, or skips.
+func smolModel(t *testing.T) env {
+	t.Helper()
+	m, err := llama.LoadModel(testenv.DefaultModel(t), llama.ModelParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +34,25 @@ func smolEnv(t *testing.T) (env, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return env{m, cat}, data
+	return env{m, cat}
+}
+
+// probeIntervention is an ungated random direction at l_out of layer 10
+// (norm ~ a typical row's), at strength 1.
+func probeIntervention(t *testing.T, e env) *intervene.Intervention {
+	t.Helper()
+	d := e.m.NEmbd()
+	a := steer.Attribute{Name: "probe", Theta: make([]float64, d)}
+	for i := range a.Theta {
+		a.Theta[i] = 0.3 * math.Sin(float64(7*i+1))
+	}
+	f := &steer.File{Version: steer.FileVersion, Site: "l_out", Layer: 10, NEmbd: d, ModelArch: e.m.Arch(),
+		Method: steer.MethodMeanDiff, NormPreserve: true, Attributes: []steer.Attribute{a}}
+	iv, err := intervene.New(f, steer.DefaultApplyOptions(), e.m, e.cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iv
 }
 
 // testItems loads the first n items of a task's test split.
@@ -52,19 +75,7 @@ func TestSmolLM2TruthfulQA(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	// An ungated random direction at l_out-10 (norm ~ a typical row's).
-	d := e.m.NEmbd()
-	a := steer.Attribute{Name: "probe", Theta: make([]float64, d)}
-	for i := range a.Theta {
-		a.Theta[i] = 0.3 * math.Sin(float64(7*i+1))
-	}
-	f := &steer.File{Version: steer.FileVersion, Site: "l_out", Layer: 10, NEmbd: d, ModelArch: e.m.Arch(),
-		Method: steer.MethodMeanDiff, NormPreserve: true, Attributes: []steer.Attribute{a}}
-	iv, err := intervene.New(f, steer.DefaultApplyOptions(), e.m, e.cat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	methods := []Method{Unsteered(), {Name: "probe", Intervention: iv, Options: steer.DefaultApplyOptions()}}
+	methods := []Method{Unsteered(), {Name: "probe", Intervention: probeIntervention(t, e), Options: steer.DefaultApplyOptions()}}
 	// One item at a time: the prompt and the choices are decoded in
 	// batches of the sizes ContinuationLogProb uses (below).
 	res, err := r.Evaluate(context.Background(), datasets.TaskTruthfulQA, items, methods, Options{BatchItems: 1})
@@ -148,16 +159,9 @@ func TestSmolLM2BBQAndToxiGen(t *testing.T) {
 // token; greedy tokens are the model's likeliest, so their perplexity
 // under the unsteered model is low (prompt positions would not be).
 func TestSmolLM2ChatReplies(t *testing.T) {
-	m, err := llama.LoadModel(testenv.DefaultModel(t), llama.ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	cat, err := hooks.Probe(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewRunner(m, cat, llama.ContextParams{NCtx: 512, Threads: 2})
+	e := smolModel(t)
+	m := e.m
+	r, err := NewRunner(m, e.cat, llama.ContextParams{NCtx: 512, Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,18 +185,7 @@ func TestSmolLM2ChatReplies(t *testing.T) {
 			t.Errorf("prompt %d: reply %q", i, reply)
 		}
 	}
-	d := m.NEmbd()
-	a := steer.Attribute{Name: "probe", Theta: make([]float64, d)}
-	for i := range a.Theta {
-		a.Theta[i] = 0.3 * math.Sin(float64(7*i+1))
-	}
-	f := &steer.File{Version: steer.FileVersion, Site: "l_out", Layer: 10, NEmbd: d, ModelArch: m.Arch(),
-		Method: steer.MethodMeanDiff, NormPreserve: true, Attributes: []steer.Attribute{a}}
-	iv, err := intervene.New(f, steer.DefaultApplyOptions(), m, cat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.RetentionSequences(context.Background(), seqs, []Method{Unsteered(), {Name: "probe", Intervention: iv}}, RetentionOptions{})
+	res, err := r.RetentionSequences(context.Background(), seqs, []Method{Unsteered(), {Name: "probe", Intervention: probeIntervention(t, e)}}, RetentionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
