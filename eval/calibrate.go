@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/matsteer/matsteer/steer"
 )
@@ -162,7 +163,15 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 			}
 			methods[i] = m
 		}
-		res, err := r.RetentionSequences(ctx, seqs, methods, opts.Retention)
+		ro := opts.Retention
+		if ro.Progress != nil && ro.Label == "" {
+			as := make([]string, len(alphas))
+			for i, a := range alphas {
+				as[i] = strconv.FormatFloat(a, 'g', -1, 64)
+			}
+			ro.Label = "α " + strings.Join(as, ",")
+		}
+		res, err := r.RetentionSequences(ctx, seqs, methods, ro)
 		if err != nil {
 			return err
 		}

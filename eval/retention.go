@@ -26,8 +26,10 @@ type RetentionOptions struct {
 	// MaxTokens cuts longer texts (BOS included) to their first MaxTokens
 	// tokens (0: DefaultRetentionMaxTokens).
 	MaxTokens int
-	// Progress receives a progress bar (nil: none).
+	// Progress receives a progress bar (nil: none), labelled Label
+	// ("": "retention").
 	Progress io.Writer
+	Label    string
 }
 
 // RetentionResult compares one condition with the unsteered model on
@@ -157,7 +159,11 @@ func (r *Runner) RetentionSequences(ctx context.Context, seqs []KLSequence, meth
 	var base acc
 	var bar *progress.Bar
 	if opts.Progress != nil {
-		bar = progress.New(opts.Progress, int64(len(kept)), "retention", "text")
+		label := opts.Label
+		if label == "" {
+			label = "retention"
+		}
+		bar = progress.New(opts.Progress, int64(len(kept)), label, "text")
 		defer bar.Finish()
 	}
 	nv := r.model.NVocab()

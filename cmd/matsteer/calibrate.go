@@ -94,7 +94,7 @@ func runCalibrate(c *cli.Context) error {
 	}
 	opts := eval.CalibrateOptions{
 		MaxKL: c.Float64("max-kl"), MaxKLP99: c.Float64("max-kl-p99"), Grid: c.Float64Slice("grid"), MaxAlpha: c.Float64("max-alpha"), Refine: refine,
-		Retention: eval.RetentionOptions{MaxTokens: c.Int("kl-max-tokens")},
+		Retention: eval.RetentionOptions{MaxTokens: c.Int("kl-max-tokens"), Progress: c.App.ErrWriter},
 	}
 	paths := c.StringSlice("steer")
 	files := make([]*steer.File, len(paths))

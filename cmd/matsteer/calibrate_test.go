@@ -79,7 +79,7 @@ func TestCalibrateCommand(t *testing.T) {
 			nTexts = c.Texts
 		}
 		if c.Replies != 2 || c.Texts != nTexts || len(extra) > 2 && c.Texts != 2 || c.Positions < 2 ||
-			!strings.Contains(stderr, "chat replies") || len(c.Tried) != 3 {
+			!strings.Contains(stderr, "chat replies") || !strings.Contains(stderr, "α 0.5,1,2 ") || len(c.Tried) != 3 {
 			t.Errorf("%v: calibration %+v\n%s", extra, c, stderr)
 		}
 	}
