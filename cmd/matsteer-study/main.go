@@ -2,10 +2,12 @@
 // on one model it extracts activations of the train splits of TruthfulQA,
 // BBQ and ToxiGen, trains MAT-Steer (several λ settings) and the baselines
 // (mean difference, PCA, MAT-Steer's vectors on all tokens) at several
-// layers, gives every file the largest strength α within a KL budget on
-// neutral text, chooses each method's layer, λ and α on the dev splits,
-// and reports test metrics with 95% bootstrap intervals and paired tests,
-// KL divergence on neutral text, gate statistics and a generation check.
+// layers, gives every file the largest strength α within a KL budget
+// (mean and 99th percentile per position) on neutral text and on the
+// unsteered model's chat replies to neutral prompts (-kl-chat), chooses
+// each method's layer, λ and α on the dev splits, and reports test metrics
+// with 95% bootstrap intervals and paired tests, KL divergence on neutral
+// text and along chat replies, gate statistics and a generation check.
 //
 // Set sizes are items per task (-train-items, -dev-items, -test-items);
 // each part of the split is in balanced order (datasets.Balanced), so a
