@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/matsteer/matsteer/acts"
 	"github.com/matsteer/matsteer/datasets"
@@ -48,6 +49,11 @@ type Options struct {
 	// rule is intervene.Scaffold's, the one steering uses to leave them
 	// unsteered. With --tokens last the last row not dropped is kept.
 	KeepSpecial bool
+	// Chat makes each example's prompt a user turn: it is wrapped in the
+	// model's chat template (with the assistant's header) and its control
+	// tokens are parsed; the response follows as the assistant's reply
+	// (ChatExampleTokens).
+	Chat bool
 	// Source is recorded in the file's metadata (dataset paths).
 	Source string
 	// Extra is added to the file's metadata.
@@ -153,7 +159,11 @@ func Run(ctx context.Context, lctx *llama.Context, h *hooks.Hooks, examples []da
 	texts := make([]text, len(examples))
 	for i := range examples {
 		e := &examples[i]
-		toks, respStart, err := ExampleTokens(m, *e)
+		tokenize := ExampleTokens
+		if opts.Chat {
+			tokenize = ChatExampleTokens
+		}
+		toks, respStart, err := tokenize(m, *e)
 		if err != nil {
 			return st, fmt.Errorf("extract: %s: %w", e.Source, err)
 		}
@@ -191,6 +201,9 @@ func Run(ctx context.Context, lctx *llama.Context, h *hooks.Hooks, examples []da
 	}
 	for k, v := range opts.Extra {
 		meta.Extra[k] = v
+	}
+	if opts.Chat {
+		meta.Extra["chat"] = "user turn, assistant reply"
 	}
 	meta.Extra["special_rows"] = "dropped"
 	if opts.KeepSpecial {
@@ -319,4 +332,76 @@ func ExampleTokens(m *llama.Model, e datasets.Example) (toks []llama.Token, resp
 		return nil, 0, err
 	}
 	return append(p, r...), len(p), nil
+}
+
+// ChatExampleTokens tokenizes an example as a chat turn: the prompt as the
+// user's message in the model's chat template, with the assistant's header
+// (control tokens parsed), then the response tokenized apart as the
+// assistant's reply; respStart is the reply's first token.
+func ChatExampleTokens(m *llama.Model, e datasets.Example) (toks []llama.Token, respStart int, err error) {
+	p, err := ChatTurnTokens(m, e.Prompt)
+	if err != nil {
+		return nil, 0, err
+	}
+	r, err := m.Tokenize(e.Response, false, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(p, r...), len(p), nil
+}
+
+// ChatTurnTokens tokenizes prompt as a user turn in m's chat template,
+// ending with the assistant's header.
+func ChatTurnTokens(m *llama.Model, prompt string) ([]llama.Token, error) {
+	tmpl := m.ChatTemplate()
+	if tmpl == "" {
+		return nil, errors.New("the model has no chat template")
+	}
+	text, err := m.ApplyChatTemplate(tmpl, []llama.ChatMessage{{Role: "user", Content: prompt}}, true)
+	if err != nil {
+		return nil, err
+	}
+	return m.Tokenize(text, true, true)
+}
+
+// ChatReplyExamples has the model write its greedy reply (at most
+// maxTokens tokens) to each prompt as a user turn, and returns prompt and
+// reply as examples of attribute "neutral" for Run with Options.Chat:
+// rows of what the model writes in a chat when nothing steers it, the
+// neutral rows of train --neutral-acts. Nothing may be installed on
+// lctx's hooks (the replies must be unsteered). Labels alternate 0, 1
+// (Run wants both; neutral rows ignore them), so at least two prompts
+// must get a reply; a prompt answered by an immediate end of turn is left
+// out. source names the prompts in the examples' Source ("source:line").
+func ChatReplyExamples(ctx context.Context, lctx *llama.Context, prompts []string, source string, maxTokens int) ([]datasets.Example, error) {
+	if maxTokens < 1 {
+		return nil, fmt.Errorf("extract: chat replies: %d tokens per reply, want at least 1", maxTokens)
+	}
+	m := lctx.Model()
+	var out []datasets.Example
+	for i, p := range prompts {
+		toks, err := ChatTurnTokens(m, p)
+		if err != nil {
+			return nil, fmt.Errorf("extract: chat replies: %s:%d: %w", source, i+1, err)
+		}
+		if n := len(toks) + maxTokens; n > lctx.NCtx() {
+			return nil, fmt.Errorf("extract: chat replies: %s:%d: the turn is %d tokens; with %d generated it does not fit the context of %d", source, i+1, len(toks), maxTokens, lctx.NCtx())
+		}
+		var reply strings.Builder
+		if _, err := lctx.Generate(ctx, toks, llama.GenerateOptions{MaxTokens: maxTokens}, func(_ llama.Token, piece string) error {
+			reply.WriteString(piece)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("extract: chat replies: %s:%d: %w", source, i+1, err)
+		}
+		if strings.TrimSpace(reply.String()) == "" {
+			continue
+		}
+		out = append(out, datasets.Example{Attribute: "neutral", Label: len(out) % 2, Prompt: p, Response: reply.String(),
+			SampleID: int64(i + 1), ItemID: fmt.Sprintf("reply-%d", i+1), Source: fmt.Sprintf("%s:%d", source, i+1)})
+	}
+	if len(out) < 2 {
+		return nil, fmt.Errorf("extract: chat replies: %d of %d prompts in %s got a reply; want at least 2", len(out), len(prompts), source)
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,7 +21,8 @@ func extractCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "extract",
 		Usage: "capture activations of labelled texts at one layer and site (input of `matsteer train`)",
-		UsageText: `matsteer extract --data FILE --layer L --out acts.safetensors [--site l_out] [--tokens all|last|response]
+		UsageText: `matsteer extract --data FILE --layer L --out acts.safetensors [--site l_out] [--tokens all|last|response] [--chat]
+matsteer extract --chat-replies PROMPTS --layer L --out neutral-chat.safetensors [--reply-tokens 48] [--tokens response]
 
 Data formats (--format auto picks by name):
    jsonl       one object per line: {"attribute": "formality", "label": 1, "prompt": "...", "response": "..."}
@@ -28,9 +30,18 @@ Data formats (--format auto picks by name):
    truthfulqa  TruthfulQA mc_task.json or TruthfulQA.csv (true vs false answers)
    bbq         a BBQ data directory or .jsonl file (gold vs other answers)
    toxigen     ToxiGen prompts/ directory or annotated toxiGen.json (neutral vs hateful)
-Several --data flags may be given; their examples are extracted into one file.`,
+Several --data flags may be given; their examples are extracted into one file.
+
+--chat makes every prompt a user turn in the model's chat template (with the assistant's header); the
+response follows as the assistant's reply. --chat-replies PROMPTS (one neutral prompt per line, instead
+of --data) has the unsteered model write its greedy reply to each (--reply-tokens tokens) and extracts
+those chat turns: rows of what the model writes when nothing steers it, for train --neutral-acts, so
+gates learn that the start of an ordinary answer is no cue (attribute "neutral", labels alternating).`,
 		Flags: append(modelFlags(),
-			&cli.StringSliceFlag{Name: "data", Required: true, Usage: "dataset file or directory (repeatable)"},
+			&cli.StringSliceFlag{Name: "data", Usage: "dataset file or directory (repeatable; or --chat-replies)"},
+			&cli.BoolFlag{Name: "chat", Usage: "prompts are user turns in the model's chat template, responses the assistant's replies"},
+			&cli.StringFlag{Name: "chat-replies", Usage: "neutral prompts, one per line: extract the unsteered model's chat replies to them (instead of --data; implies --chat)"},
+			intIn(&cli.IntFlag{Name: "reply-tokens", Value: 48, Usage: "tokens per --chat-replies reply"}, 1, maxBatch),
 			&cli.StringFlag{Name: "format", Value: "auto", Usage: "auto|jsonl|truthfulqa|bbq|toxigen"},
 			intIn(&cli.IntFlag{Name: "layer", Aliases: []string{"l"}, Required: true, Usage: "block index (0-based; the model's layers: matsteer model info)"}, 0, maxLayers),
 			&cli.StringFlag{Name: "site", Value: "l_out", Usage: "tensor site, one n_embd wide (sites per layer: matsteer model info)"},
@@ -74,9 +85,21 @@ func runExtract(c *cli.Context) error {
 	if n := c.Int("ctx"); ctxGiven && n < batch {
 		return fmt.Errorf("--ctx %d is smaller than --batch %d: the context must hold one batch; raise --ctx or lower --batch", n, batch)
 	}
+	replies := c.String("chat-replies")
+	switch {
+	case len(c.StringSlice("data")) == 0 && replies == "":
+		return errors.New("extract needs --data FILE (labelled texts) or --chat-replies FILE (neutral prompts)")
+	case len(c.StringSlice("data")) > 0 && replies != "":
+		return errors.New("--data and --chat-replies do not mix: extract them into separate files")
+	case c.IsSet("reply-tokens") && replies == "":
+		return errors.New("--reply-tokens needs --chat-replies")
+	}
 	inputs := []safefile.Input{}
 	for _, d := range c.StringSlice("data") {
 		inputs = append(inputs, safefile.Input{Flag: "--data", Path: d})
+	}
+	if replies != "" {
+		inputs = append(inputs, safefile.Input{Flag: "--chat-replies", Path: replies})
 	}
 	if path, err := modelPath(c); err == nil {
 		inputs = append(inputs, safefile.Input{Flag: "--model", Path: path})
@@ -84,18 +107,29 @@ func runExtract(c *cli.Context) error {
 	if err := safefile.CheckOutputs([]safefile.Output{{Flag: "--out", Path: out}}, inputs); err != nil {
 		return err
 	}
-	examples, err := loadExamples(c)
-	if err != nil {
-		return err
-	}
-	if len(examples) == 0 {
-		return fmt.Errorf("no examples in %s (after --split %s)", strings.Join(c.StringSlice("data"), ", "), c.String("split"))
+	var examples []datasets.Example
+	var prompts []string
+	var err error
+	if replies != "" {
+		if prompts, err = readTexts("--chat-replies", replies, c.Int("limit")); err != nil {
+			return err
+		}
+	} else {
+		if examples, err = loadExamples(c); err != nil {
+			return err
+		}
+		if len(examples) == 0 {
+			return fmt.Errorf("no examples in %s (after --split %s)", strings.Join(c.StringSlice("data"), ", "), c.String("split"))
+		}
 	}
 	m, err := loadModel(c)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	if (c.Bool("chat") || replies != "") && m.ChatTemplate() == "" {
+		return errors.New("--chat / --chat-replies: the model has no chat template")
+	}
 	cat, err := hooks.Probe(m)
 	if err != nil {
 		return err
@@ -121,11 +155,18 @@ func runExtract(c *cli.Context) error {
 		return err
 	}
 	defer lctx.Close()
+	source := strings.Join(c.StringSlice("data"), ",")
+	if replies != "" {
+		if examples, err = extract.ChatReplyExamples(c.Context, lctx, prompts, replies, c.Int("reply-tokens")); err != nil {
+			return err
+		}
+		source = replies + " (the model's chat replies)"
+	}
 	path, _ := modelPath(c)
 	start := time.Now()
 	st, err := extract.Run(c.Context, lctx, h, examples, out, extract.Options{
 		Point: point, Tokens: c.String("tokens"), MaxTokens: c.Int("max-tokens"), NoTruncate: c.Bool("no-truncate"), KeepSpecial: c.Bool("keep-special"),
-		Source: strings.Join(c.StringSlice("data"), ","), Extra: map[string]string{"model_file": filepath.Base(path)},
+		Chat: c.Bool("chat") || replies != "", Source: source, Extra: map[string]string{"model_file": filepath.Base(path)},
 		Progress: os.Stderr, Warn: os.Stderr,
 	})
 	if err != nil {

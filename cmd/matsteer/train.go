@@ -60,9 +60,9 @@ which with 16-row batches includes the V-statistic's bias); the per-attribute li
 MMD^2 before and after steering on 256+256 rows and the mean gates.
 
 Neutral rows (--neutral-acts FILE, mat-steer): activations of ordinary text that belongs to no
-attribute, every row of the file whatever its attribute and label (extract neutral sentences, or
-chat-formatted conversations, with --tokens all; extract wants both labels in a file, so label the
-lines 0 and 1 alternately). Every gate is
+attribute, every row of the file whatever its attribute and label (extract neutral sentences with
+--tokens all; extract wants both labels in a file, so label the lines 0 and 1 alternately; or the
+model's own chat answers: extract --chat-replies PROMPTS). Every gate is
 penalised on a batch of them each step (weight --lambda-neutral, default 0.9 with the flag), so the
 gates learn what ordinary text looks like and stay shut on it; the paper's losses only see each
 attribute's positives and negatives. The per-attribute lines then also give the mean gate on the
