@@ -154,6 +154,9 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 	if len(seqs) == 0 {
 		return Calibration{}, errors.New("eval: calibrate: no texts")
 	}
+	// The unsteered passes are the same for every strength: kept between
+	// the passes (up to refCacheBytes).
+	cache := &refCache{}
 	measure := func(alphas []float64) error {
 		methods := make([]Method, len(alphas))
 		for i, a := range alphas {
@@ -164,6 +167,7 @@ func (r *Runner) Calibrate(ctx context.Context, texts []string, path string, f *
 			methods[i] = m
 		}
 		ro := opts.Retention
+		ro.cache = cache
 		if ro.Progress != nil && ro.Label == "" {
 			as := make([]string, len(alphas))
 			for i, a := range alphas {

@@ -201,3 +201,54 @@ func TestCalibrateP99(t *testing.T) {
 		}
 	}
 }
+
+// Calibrate's passes share the unsteered pass through a cache: the same
+// numbers as without it, and the cached packs' buffers are not reused for
+// the packs after them.
+func TestRetentionReferenceCache(t *testing.T) {
+	e := newEnv(t)
+	r := e.runner(t)
+	f := testFile(e.m.NEmbd(), 1, 0.1)
+	texts := make([]string, 40) // several packs
+	for i := range texts {
+		texts[i] = strings.Repeat("A line of plain words, then some more of them. ", 1+i%4)
+	}
+	seqs, err := r.TextSequences(texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.packTexts(seqs, e.m.NVocab())); n < 2 {
+		t.Fatalf("%d packs, want several", n)
+	}
+	ctx := context.Background()
+	methods := []Method{e.method(t, "a2", f, steer.ApplyOptions{Global: 2})}
+	plain, err := r.RetentionSequences(ctx, seqs, methods, RetentionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Room for the first pack only: the packs after it are decoded again
+	// in every pass, into buffers of their own.
+	packs := r.packTexts(seqs, e.m.NVocab())
+	first := 0
+	for _, s := range packs[0] {
+		first += len(s.Tokens) - s.Start
+	}
+	small := &refCache{max: 4 * first * e.m.NVocab()}
+	cache := &refCache{}
+	for pass := range 4 {
+		c := cache
+		if pass >= 2 {
+			c = small
+		}
+		got, err := r.RetentionSequences(ctx, seqs, methods, RetentionOptions{cache: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0].KL != plain[0].KL || got[0].KLP99 != plain[0].KLP99 || got[0].PPLBase != plain[0].PPLBase || got[0].Positions != plain[0].Positions {
+			t.Errorf("pass %d with the cache: %+v, without: %+v", pass, got[0], plain[0])
+		}
+	}
+	if len(cache.packs) != len(packs) || cache.used == 0 || len(small.packs) != 1 {
+		t.Errorf("caches hold %d of %d packs (%d bytes) and %d", len(cache.packs), len(packs), cache.used, len(small.packs))
+	}
+}
