@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/matsteer/matsteer/acts"
+	"github.com/matsteer/matsteer/llama"
 )
 
 // openActs opens an activation file for the test.
@@ -90,6 +91,12 @@ func TestExtractChat(t *testing.T) {
 		if _, err := extractTo(filepath.Join(dir, "bad.safetensors"), tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want it to mention %q", tc.args, err, tc.want)
 		}
+	}
+	cfg := llama.DefaultRandomModelConfig()
+	cfg.ChatTemplate = ""
+	bare := randomModelFileWith(t, cfg)
+	if _, _, err := runCommand(t, "extract", "-m", bare, "--layer", "1", "--chat", "--data", data, "--out", filepath.Join(dir, "bare.safetensors")); err == nil || !strings.Contains(err.Error(), "no chat template") {
+		t.Errorf("--chat on a model without a template: %v", err)
 	}
 	if _, err := extractTo(f.text, "--chat-replies", f.text); err == nil {
 		t.Error("--out over the --chat-replies input was accepted")

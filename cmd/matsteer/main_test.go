@@ -10,10 +10,17 @@ import (
 	"github.com/matsteer/matsteer/llama"
 )
 
-// randomModelFile saves the tiny random test model to a temp GGUF file.
+// randomModelFile saves the tiny random test model (with its chatml
+// template) to a temp GGUF file.
 func randomModelFile(t *testing.T) string {
 	t.Helper()
-	m, err := llama.NewRandomModel(llama.DefaultRandomModelConfig(), llama.ModelParams{})
+	return randomModelFileWith(t, llama.DefaultRandomModelConfig())
+}
+
+// randomModelFileWith saves a tiny random model built from cfg.
+func randomModelFileWith(t *testing.T, cfg llama.RandomModelConfig) string {
+	t.Helper()
+	m, err := llama.NewRandomModel(cfg, llama.ModelParams{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +42,14 @@ func TestGenerateIsDeterministic(t *testing.T) {
 	if a != b || a == "" {
 		t.Fatalf("greedy runs differ or are empty: %q vs %q", a, b)
 	}
-	// Saved GGUF test models carry no chat template: --chat must say so.
-	if _, _, err := runCLI(t, "generate", "--model", model, "-t", "2", "-q", "-n", "8", "--chat", "--prompt", "the cat"); err == nil || !strings.Contains(err.Error(), "no chat template") {
+	// The saved model keeps its chat template; one without must say so.
+	if out, _, err := runCLI(t, "generate", "--model", model, "-t", "2", "-q", "-n", "8", "--chat", "--prompt", "the cat"); err != nil || out == "" {
+		t.Fatalf("--chat with the saved template: %q, %v", out, err)
+	}
+	cfg := llama.DefaultRandomModelConfig()
+	cfg.ChatTemplate = ""
+	bare := randomModelFileWith(t, cfg)
+	if _, _, err := runCLI(t, "generate", "--model", bare, "-t", "2", "-q", "-n", "8", "--chat", "--prompt", "the cat"); err == nil || !strings.Contains(err.Error(), "no chat template") {
 		t.Fatalf("--chat without a template: %v", err)
 	}
 }
