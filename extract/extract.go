@@ -327,7 +327,12 @@ func ExampleTokens(m *llama.Model, e datasets.Example) (toks []llama.Token, resp
 	if err != nil {
 		return nil, 0, err
 	}
-	r, err := m.Tokenize(e.Response, false, false)
+	return withResponse(m, p, e.Response)
+}
+
+// withResponse appends response, tokenized apart, to the prompt's tokens p.
+func withResponse(m *llama.Model, p []llama.Token, response string) ([]llama.Token, int, error) {
+	r, err := m.Tokenize(response, false, false)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -343,11 +348,7 @@ func ChatExampleTokens(m *llama.Model, e datasets.Example) (toks []llama.Token, 
 	if err != nil {
 		return nil, 0, err
 	}
-	r, err := m.Tokenize(e.Response, false, false)
-	if err != nil {
-		return nil, 0, err
-	}
-	return append(p, r...), len(p), nil
+	return withResponse(m, p, e.Response)
 }
 
 // ChatTurnTokens tokenizes prompt as a user turn in m's chat template,
