@@ -178,19 +178,13 @@ func (r *Runner) generationPrompts(what string, prompts []string, opts Generatio
 	}
 	toks := make([][]llama.Token, len(prompts))
 	for i, p := range prompts {
-		text := p
+		var tk []llama.Token
+		var err error
 		if opts.Chat {
-			tmpl := r.model.ChatTemplate()
-			if tmpl == "" {
-				return nil, 0, fmt.Errorf("eval: %s: the model has no chat template", what)
-			}
-			var err error
-			text, err = r.model.ApplyChatTemplate(tmpl, []llama.ChatMessage{{Role: "user", Content: p}}, true)
-			if err != nil {
-				return nil, 0, fmt.Errorf("eval: %s: prompt %d: %w", what, i+1, err)
-			}
+			tk, err = r.model.UserTurnTokens(p)
+		} else {
+			tk, err = r.model.Tokenize(p, true, false)
 		}
-		tk, err := r.model.Tokenize(text, true, opts.Chat)
 		if err != nil {
 			return nil, 0, fmt.Errorf("eval: %s: prompt %d: %w", what, i+1, err)
 		}

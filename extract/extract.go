@@ -344,25 +344,11 @@ func withResponse(m *llama.Model, p []llama.Token, response string) ([]llama.Tok
 // (control tokens parsed), then the response tokenized apart as the
 // assistant's reply; respStart is the reply's first token.
 func ChatExampleTokens(m *llama.Model, e datasets.Example) (toks []llama.Token, respStart int, err error) {
-	p, err := ChatTurnTokens(m, e.Prompt)
+	p, err := m.UserTurnTokens(e.Prompt)
 	if err != nil {
 		return nil, 0, err
 	}
 	return withResponse(m, p, e.Response)
-}
-
-// ChatTurnTokens tokenizes prompt as a user turn in m's chat template,
-// ending with the assistant's header.
-func ChatTurnTokens(m *llama.Model, prompt string) ([]llama.Token, error) {
-	tmpl := m.ChatTemplate()
-	if tmpl == "" {
-		return nil, errors.New("the model has no chat template")
-	}
-	text, err := m.ApplyChatTemplate(tmpl, []llama.ChatMessage{{Role: "user", Content: prompt}}, true)
-	if err != nil {
-		return nil, err
-	}
-	return m.Tokenize(text, true, true)
 }
 
 // ChatReplyExamples has the model write its greedy reply (at most
@@ -381,7 +367,7 @@ func ChatReplyExamples(ctx context.Context, lctx *llama.Context, prompts []strin
 	m := lctx.Model()
 	var out []datasets.Example
 	for i, p := range prompts {
-		toks, err := ChatTurnTokens(m, p)
+		toks, err := m.UserTurnTokens(p)
 		if err != nil {
 			return nil, fmt.Errorf("extract: chat replies: %s:%d: %w", source, i+1, err)
 		}

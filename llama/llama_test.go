@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -71,6 +72,27 @@ func TestChatTemplate(t *testing.T) {
 	want := "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 	if s != want {
 		t.Fatalf("template output %q, want %q", s, want)
+	}
+	// The same turn as tokens, control tokens parsed and BOS first (the
+	// byte-level test vocabulary has no control tokens to parse; the
+	// default-model test TestSmolLM2ChatReplies has).
+	toks, err := m.UserTurnTokens("hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, _ := m.Tokenize(want, true, true)
+	if !slices.Equal(toks, parsed) || toks[0] != m.Special().BOS {
+		t.Fatalf("user turn %v, want %v", toks, parsed)
+	}
+	cfg := DefaultRandomModelConfig()
+	cfg.ChatTemplate = ""
+	bare, err := NewRandomModel(cfg, ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	if _, err := bare.UserTurnTokens("hi"); err == nil || !strings.Contains(err.Error(), "no chat template") {
+		t.Fatalf("a model without a template: %v", err)
 	}
 }
 

@@ -376,6 +376,17 @@ type ChatMessage struct {
 	Content string `json:"content"`
 }
 
+// UserTurnTokens tokenizes prompt as one user message in the model's chat
+// template followed by the start of the assistant's turn (control tokens
+// parsed, BOS as the model wants): the tokens a chat reply follows.
+func (m *Model) UserTurnTokens(prompt string) ([]Token, error) {
+	text, err := m.ApplyChatTemplate("", []ChatMessage{{Role: "user", Content: prompt}}, true)
+	if err != nil {
+		return nil, err
+	}
+	return m.Tokenize(text, true, true)
+}
+
 // ApplyChatTemplate formats msgs with the model's chat template (or tmpl
 // when non-empty). addAssistant appends the start of an assistant turn.
 func (m *Model) ApplyChatTemplate(tmpl string, msgs []ChatMessage, addAssistant bool) (string, error) {
