@@ -191,7 +191,8 @@ func (r *Runner) RetentionSequences(ctx context.Context, seqs []KLSequence, meth
 		defer bar.Finish()
 	}
 	nv := r.model.NVocab()
-	var ref []float32 // unsteered log-probs of a pack's compared positions, × nv
+	var ref []float32     // unsteered log-probs of a pack's compared positions, × nv
+	var scratch []float32 // ref's buffer for packs not cached
 	var lq []float64
 	nTexts := 0
 	for pi, pk := range r.packTexts(kept, nv) {
@@ -219,10 +220,14 @@ func (r *Runner) RetentionSequences(ctx context.Context, seqs []KLSequence, meth
 			base.dur += cached.dur
 		} else {
 			keep := c.fits(npos * nv)
-			if keep || cap(ref) < npos*nv || c != nil && c.owns(ref) {
-				ref = make([]float32, npos*nv) // a cached pack's buffer is never reused
+			if keep {
+				ref = make([]float32, npos*nv)
+			} else {
+				if cap(scratch) < npos*nv {
+					scratch = make([]float32, npos*nv)
+				}
+				ref = scratch[:npos*nv]
 			}
-			ref = ref[:npos*nv]
 			t0 := time.Now()
 			r.hooks.Clear()
 			var nll float64
@@ -589,19 +594,6 @@ func (c *refCache) fits(n int) bool {
 		limit = refCacheBytes
 	}
 	return c.used+4*n <= limit
-}
-
-// owns reports whether buf is a cached pack's buffer.
-func (c *refCache) owns(buf []float32) bool {
-	if len(buf) == 0 {
-		return false
-	}
-	for _, p := range c.packs {
-		if len(p.ref) > 0 && &p.ref[0] == &buf[0] {
-			return true
-		}
-	}
-	return false
 }
 
 // put caches pack i's unsteered pass.
