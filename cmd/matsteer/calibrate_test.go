@@ -90,6 +90,8 @@ func TestCalibrateCommand(t *testing.T) {
 	}{
 		{[]string{"--steer", f.steerFile}, "needs --kl-text FILE and/or --kl-chat FILE"},
 		{[]string{"--steer", f.steerFile, "--kl-chat", f.dir + "/missing.txt"}, "--kl-chat"},
+		{[]string{"--steer", f.steerFile, "--kl-chat", f.dir}, "--kl-chat"},
+		{[]string{"--steer", f.steerFile, "--kl-chat", "/dev/null"}, "--kl-chat"},
 		{[]string{"--steer", f.steerFile, "--kl-chat", f.text, "--kl-chat-tokens", "256"}, "--kl-chat-tokens 256 leaves no room"},
 		{[]string{"--steer", f.steerFile, "--kl-chat", f.text, "--kl-chat-tokens", "0"}, "--kl-chat-tokens 0"},
 		{[]string{"--steer", f.steerFile, "--kl-chat", f.text, "--out", f.text}, "neutral.txt"},

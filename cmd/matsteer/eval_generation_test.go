@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -8,13 +9,13 @@ import (
 	"github.com/matsteer/matsteer/eval"
 )
 
-// eval --gen-prompts runs the generation check for every condition and
-// writes it to the report; --gen-limit and --gen-tokens bound it.
-func TestEvalGenerationCheckCLI(t *testing.T) {
-	f := newEvalFixture(t)
-	out := filepath.Join(f.dir, "gen.json")
-	stdout, stderr, err := evalCLI(t, f.args("--task", "neutral", "--gen-prompts", f.text, "--gen-tokens", "5", "--gen-limit", "1",
-		"--steer", f.steerFile, "--alpha", "0,3", "--out", out)...)
+// neutralEval runs eval --task neutral with args on f's model, unsteered
+// and with f's steering file at α 0 and 3, and returns the report written
+// and the text printed.
+func neutralEval(t *testing.T, f evalFixture, args ...string) (*eval.Report, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "neutral.json")
+	stdout, stderr, err := evalCLI(t, f.args(append([]string{"--task", "neutral", "--steer", f.steerFile, "--alpha", "0,3", "--out", out}, args...)...)...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
@@ -22,6 +23,14 @@ func TestEvalGenerationCheckCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rep, stdout
+}
+
+// eval --gen-prompts runs the generation check for every condition and
+// writes it to the report; --gen-limit and --gen-tokens bound it.
+func TestEvalGenerationCheckCLI(t *testing.T) {
+	f := newEvalFixture(t)
+	rep, stdout := neutralEval(t, f, "--gen-prompts", f.text, "--gen-tokens", "5", "--gen-limit", "1")
 	g := rep.Generation
 	if g == nil || len(g.Results) != 3 || g.MaxTokens != 5 || g.Source != f.text {
 		t.Fatalf("generation report %+v", g)
@@ -42,7 +51,7 @@ func TestEvalGenerationCheckCLI(t *testing.T) {
 		t.Errorf("missing prompts file: %v", err)
 	}
 	// A prompt that cannot fit fails before the multiple-choice items run.
-	_, stderr, err = evalCLI(t, f.args("--task", "truthfulqa", "--data", f.data, "--gen-prompts", f.text, "--gen-tokens", "4000")...)
+	_, stderr, err := evalCLI(t, f.args("--task", "truthfulqa", "--data", f.data, "--gen-prompts", f.text, "--gen-tokens", "4000")...)
 	if err == nil || !strings.Contains(err.Error(), "does not fit the context") || strings.Contains(stderr, "truthfulqa") {
 		t.Errorf("too long for the context: %v\n%s", err, stderr)
 	}
@@ -55,16 +64,7 @@ func TestEvalGenerationCheckCLI(t *testing.T) {
 // the prompts, from their first token on.
 func TestEvalChatRetentionCLI(t *testing.T) {
 	f := newEvalFixture(t)
-	out := filepath.Join(f.dir, "chat.json")
-	stdout, stderr, err := evalCLI(t, f.args("--task", "neutral", "--kl-chat", f.text, "--kl-chat-tokens", "6",
-		"--steer", f.steerFile, "--alpha", "0,3", "--out", out)...)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, stderr)
-	}
-	rep, err := eval.ReadReport(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep, stdout := neutralEval(t, f, "--kl-chat", f.text, "--kl-chat-tokens", "6")
 	cr := rep.ChatRetention
 	if cr == nil || len(cr.Results) != 3 || cr.MaxTokens != 6 || cr.Source != f.text || rep.Retention != nil {
 		t.Fatalf("chat retention report %+v", cr)
@@ -82,6 +82,10 @@ func TestEvalChatRetentionCLI(t *testing.T) {
 	if !strings.Contains(stdout, "KL on chat replies to") {
 		t.Errorf("text report:\n%s", stdout)
 	}
+	empty := filepath.Join(f.dir, "empty.txt")
+	if err := os.WriteFile(empty, []byte("\n  \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -90,6 +94,9 @@ func TestEvalChatRetentionCLI(t *testing.T) {
 		{[]string{"--task", "neutral", "--kl-chat", f.text, "--kl-chat-tokens", "300"}, "--kl-chat-tokens 300 leaves no room"},
 		{[]string{"--task", "neutral", "--kl-chat", f.text, "--kl-chat-tokens", "-1"}, "--kl-chat-tokens -1"},
 		{[]string{"--task", "neutral", "--kl-chat", f.text, "--out", f.text}, "neutral.txt"},
+		{[]string{"--task", "neutral", "--kl-chat", f.dir}, "--kl-chat"},
+		{[]string{"--task", "neutral", "--kl-chat", "/dev/null"}, "--kl-chat"},
+		{[]string{"--task", "neutral", "--kl-chat", empty}, "no texts"},
 	} {
 		if _, _, err := evalCLI(t, f.args(tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want it to mention %q", tc.args, err, tc.want)

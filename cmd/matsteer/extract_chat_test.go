@@ -32,6 +32,10 @@ func TestExtractChat(t *testing.T) {
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	empty := filepath.Join(dir, "empty.txt")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	extractTo := func(out string, args ...string) (string, error) {
 		_, stderr, err := runCommand(t, "extract", append([]string{"-m", f.model, "--layer", "1", "--out", out}, args...)...)
 		return stderr, err
@@ -86,6 +90,10 @@ func TestExtractChat(t *testing.T) {
 		{[]string{"--data", data, "--reply-tokens", "5"}, "--reply-tokens needs --chat-replies"},
 		{[]string{"--chat-replies", f.text, "--reply-tokens", "0"}, "--reply-tokens 0"},
 		{[]string{"--chat-replies", filepath.Join(dir, "missing.txt")}, "missing.txt"},
+		{[]string{"--chat-replies", dir}, "--chat-replies"},
+		{[]string{"--chat-replies", "/dev/null"}, "--chat-replies"},
+		{[]string{"--chat-replies", empty}, "no texts"},
+		{[]string{"--chat-replies", f.text, "--reply-tokens", "100000"}, "--reply-tokens 100000"},
 		{[]string{"--chat-replies", f.text, "--reply-tokens", "4000"}, "does not fit the context"},
 	} {
 		if _, err := extractTo(filepath.Join(dir, "bad.safetensors"), tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
