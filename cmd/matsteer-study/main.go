@@ -22,7 +22,12 @@
 // a heavier preservation weight (--lambda-pos 9). It is chosen on dev and
 // tested like the others, so the headline, the paired tests and the gate
 // table (mean gate on undesired vs desired held-out texts) are its
-// ablation against the paper's settings.
+// ablation against the paper's settings. -chat-neutral (on by default
+// with -selective) adds one more ablation, mat-steer-selective-chat: the
+// chosen selective setting trained again with the unsteered model's chat
+// replies to held-apart neutral prompts as neutral rows, calibrated under
+// the same budget and tested next to the selective file (a section of
+// study.md of its own).
 //
 // -seeds repeats the whole protocol per split seed (work and results in
 // seed-N folders) and writes summary.md with the mean ± standard deviation
@@ -87,6 +92,9 @@ type config struct {
 	// fractionFams limits the data-efficiency runs to these method
 	// families (nil: every family).
 	fractionFams []string
+	// chatNeutral holds neutral prompts for the chat-reply ablation
+	// (ablation.go; "": none).
+	chatNeutral string
 	// seed is the split seed of one run of the protocol (runSeed).
 	seed uint64
 }
@@ -136,6 +144,7 @@ func main() {
 	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
 	flag.StringVar(&cfg.extraTrainFlags, "train-flags", "", "extra flags for every `matsteer train --method mat-steer`")
 	flag.BoolVar(&cfg.selective, "selective", true, "also train MAT-Steer with selective gates as its own method (mat-steer-selective: every-token rows, --shared neutral --shared-tol 0.05, --lambda-pos 9), the ablation of those options")
+	flag.StringVar(&cfg.chatNeutral, "chat-neutral", "demo/data/chat-train.txt", "with -selective: neutral prompts (one per line; not the -kl-chat or -gen-prompts ones) for the ablation "+chatNeutralFamily+": the chosen selective setting trained again with the unsteered model's chat replies to them as neutral rows, calibrated and tested next to it; empty: no ablation")
 	flag.StringVar(&seeds, "seeds", "0", "split seeds: the whole protocol (split, extract, train, calibrate, select, test) runs once per seed, and the summary gives mean ± standard deviation across seeds")
 	flag.StringVar(&fractions, "fractions", "", "data efficiency: after selection, retrain each method's chosen setting on these fractions of the training items (e.g. 0.1,0.25,0.5; 1 is the main result), calibrate under the same budget and test; empty: none")
 	flag.StringVar(&fractionFams, "fraction-methods", "", "with -fractions: only these methods (e.g. mat-steer-selective,mean-diff; default every method): each adds one condition per fraction on every test item")
@@ -174,15 +183,20 @@ func main() {
 }
 
 // dropUnusedDefaults clears defaults that belong to a setting switched
-// off: the tail budget and the chat prompts belong to the KL budget, so
-// with -max-kl 0 only an explicit -max-kl-p99 or -kl-chat (set holds the
-// flags given) is kept, for parse to refuse.
+// off: the tail budget and the chat prompts belong to the KL budget, and
+// the chat-reply ablation to -selective, so with -max-kl 0 only an
+// explicit -max-kl-p99 or -kl-chat (set holds the flags given) is kept,
+// and with -selective=false only an explicit -chat-neutral, for parse to
+// refuse.
 func (c *config) dropUnusedDefaults(set map[string]bool) {
 	if c.maxKL == 0 && !set["max-kl-p99"] {
 		c.maxKLP99 = 0
 	}
 	if c.maxKL == 0 && !set["kl-chat"] {
 		c.klChat = ""
+	}
+	if !c.selective && !set["chat-neutral"] {
+		c.chatNeutral = ""
 	}
 }
 
@@ -194,6 +208,13 @@ func checkRegular(path string) error {
 		err = fmt.Errorf("%s is not a regular file", path)
 	}
 	return err
+}
+
+// sameFile reports whether paths a and b name the same file.
+func sameFile(a, b string) bool {
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }
 
 // parse checks and stores the list flags; every mistake is reported before
@@ -230,6 +251,19 @@ func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems
 	if c.genPrompts != "" {
 		if err := checkRegular(c.genPrompts); err != nil {
 			return fmt.Errorf("-gen-prompts: %w", err)
+		}
+	}
+	if c.chatNeutral != "" {
+		if !c.selective {
+			return errors.New("-chat-neutral needs -selective (its ablation retrains the selective setting)")
+		}
+		if err := checkRegular(c.chatNeutral); err != nil {
+			return fmt.Errorf("-chat-neutral: %w", err)
+		}
+		for _, other := range []struct{ flag, path string }{{"-kl-chat", c.klChat}, {"-gen-prompts", c.genPrompts}} {
+			if other.path != "" && sameFile(c.chatNeutral, other.path) {
+				return fmt.Errorf("-chat-neutral %s is also %s: training prompts must be kept apart from the held-out ones", c.chatNeutral, other.flag)
+			}
 		}
 	}
 	c.layers = nil
@@ -401,6 +435,7 @@ type seedRun struct {
 	best   map[string]choice
 	test   map[string]*eval.Report
 	ret    *eval.Report
+	abl    *ablation // nil: no chat-reply ablation
 	stages []stage
 	dir    string // the seed's results folder
 }
@@ -429,8 +464,12 @@ const selectiveFamily = "mat-steer-selective"
 // familyOf is the method family of a steered condition: the steering
 // file's method, except that MAT-Steer files of selectiveSetting
 // (mat-steer-selective-L*.gguf, also as a data-efficiency file
-// fracF-mat-steer-selective-L*.gguf) are a family of their own.
+// fracF-mat-steer-selective-L*.gguf) are a family of their own, and so
+// are the chat-reply ablation's (mat-steer-selective-chat-L*.gguf).
 func familyOf(info *eval.SteeringInfo) string {
+	if info.Method == "mat-steer" && strings.Contains(filepath.Base(info.Path), chatNeutralFamily+"-L") {
+		return chatNeutralFamily
+	}
 	if info.Method == "mat-steer" && strings.Contains(filepath.Base(info.Path), selectiveFamily+"-L") {
 		return selectiveFamily
 	}
@@ -663,14 +702,7 @@ func runSeed(c config) (*seedRun, error) {
 	}
 	st.mark("test with gates")
 	klOut := c.path("retention" + c.suffix() + ".json")
-	args := append([]string{"eval", "--task", "neutral", "--kl-text", c.neutral, "--out", klOut}, steerArgs(best)...)
-	if c.genPrompts != "" {
-		// KL along the unsteered model's replies to the same prompts: where
-		// the generations begin.
-		args = append(args, "--gen-prompts", c.genPrompts, "--gen-tokens", strconv.Itoa(c.genTokens),
-			"--kl-chat", c.genPrompts, "--kl-chat-tokens", strconv.Itoa(c.genTokens))
-	}
-	if err := c.matsteer(klOut, args...); err != nil {
+	if err := c.matsteer(klOut, c.retentionArgs(klOut, steerArgs(best))...); err != nil {
 		return nil, err
 	}
 	ret, err := eval.ReadReport(klOut)
@@ -679,7 +711,17 @@ func runSeed(c config) (*seedRun, error) {
 	}
 	reports = append(reports, klOut)
 	st.mark("retention and generation check")
-	// 6. Data efficiency: each method's chosen setting trained on fewer
+	// 6. The chat-reply ablation of the selective setting.
+	var abl *ablation
+	if c.chatNeutral != "" {
+		var ar []string
+		if abl, ar, err = c.chatNeutralAblation(best, specs, test); err != nil {
+			return nil, err
+		}
+		reports = append(reports, ar...)
+		st.mark("chat-reply ablation")
+	}
+	// 7. Data efficiency: each method's chosen setting trained on fewer
 	// rows, calibrated under the same budget, on the same test items.
 	var eff *efficiency
 	if len(c.fractions) > 0 {
@@ -690,7 +732,7 @@ func runSeed(c config) (*seedRun, error) {
 		reports = append(reports, fr...)
 		st.mark("data efficiency")
 	}
-	if err := writeSummary(c, cal, sweep, best, test, ret, eff, st.stages); err != nil {
+	if err := writeSummary(c, cal, sweep, best, test, ret, abl, eff, st.stages); err != nil {
 		return nil, err
 	}
 	// Keep every report next to the summary.
@@ -703,7 +745,7 @@ func runSeed(c config) (*seedRun, error) {
 			return nil, err
 		}
 	}
-	return &seedRun{seed: c.seed, best: best, test: test, ret: ret, stages: st.stages, dir: c.out}, nil
+	return &seedRun{seed: c.seed, best: best, test: test, ret: ret, abl: abl, stages: st.stages, dir: c.out}, nil
 }
 
 // fileName is the steering file of spec in the work directory.
@@ -734,6 +776,19 @@ func (c config) suffix() string {
 // evaluation on the same items).
 func (c config) testName(task, extra string) string {
 	return fmt.Sprintf("test%s-%s-%s%s.json", c.suffix(), task, itemsName(c.testItems[task]), extra)
+}
+
+// retentionArgs is the command of the retention pass of the conditions
+// steer (--steer arguments): KL and perplexity on the neutral text, and
+// with -gen-prompts the generation check and KL along the unsteered
+// model's replies to the same prompts (where the generations begin).
+func (c config) retentionArgs(out string, steer []string) []string {
+	args := append([]string{"eval", "--task", "neutral", "--kl-text", c.neutral, "--out", out}, steer...)
+	if c.genPrompts != "" {
+		args = append(args, "--gen-prompts", c.genPrompts, "--gen-tokens", strconv.Itoa(c.genTokens),
+			"--kl-chat", c.genPrompts, "--kl-chat-tokens", strconv.Itoa(c.genTokens))
+	}
+	return args
 }
 
 // calibrate runs `matsteer calibrate` on files, writing out, and reads it.
@@ -842,7 +897,7 @@ type stage struct {
 	took time.Duration
 }
 
-func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report, eff *efficiency, stages []stage) error {
+func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report, abl *ablation, eff *efficiency, stages []stage) error {
 	path := filepath.Join(c.out, "study.md")
 	f, err := os.Create(path)
 	if err != nil {
@@ -901,6 +956,9 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 	fmt.Fprintln(f)
 	writePairedTests(f, test)
 	writeGateTable(f, test)
+	if abl != nil {
+		c.writeAblation(f, abl)
+	}
 	if eff != nil {
 		fmt.Fprintf(f, "\n## Data efficiency\n\n")
 		eff.writeTable(f)

@@ -13,11 +13,18 @@ import (
 )
 
 // seedValue is the primary metric of task for method family fam (the
-// unsteered model: eval.NoneName) in one run.
+// unsteered model: eval.NoneName) in one run: from the main test, else
+// from the chat-reply ablation's.
 func seedValue(r *seedRun, fam, task string) (float64, bool) {
-	for _, m := range r.test[task].Methods {
-		if fam == eval.NoneName && m.Name == eval.NoneName || m.Steering != nil && familyOf(m.Steering) == fam {
-			return m.Metric(primary[task])
+	reports := []*eval.Report{r.test[task]}
+	if r.abl != nil {
+		reports = append(reports, r.abl.test[task])
+	}
+	for _, rep := range reports {
+		for _, m := range rep.Methods {
+			if fam == eval.NoneName && m.Name == eval.NoneName || m.Steering != nil && familyOf(m.Steering) == fam {
+				return m.Metric(primary[task])
+			}
 		}
 	}
 	return 0, false
@@ -79,16 +86,22 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 		fmt.Fprintf(w, "[seed %d](seed-%d/study.md)", r.seed, r.seed)
 	}
 	fmt.Fprintf(w, ".\n\n")
-	// Families: the unsteered model, then every method any seed chose.
+	// Families: the unsteered model, then every method any seed chose,
+	// then the chat-reply ablation.
 	fams := []string{eval.NoneName}
 	seen := map[string]bool{}
+	ablated := false
 	for _, r := range runs {
+		ablated = ablated || r.abl != nil
 		for _, fam := range sortedKeys(r.best) {
 			if !seen[fam] {
 				seen[fam] = true
 				fams = append(fams, fam)
 			}
 		}
+	}
+	if ablated {
+		fams = append(fams, chatNeutralFamily)
 	}
 	if len(runs) == 1 {
 		fmt.Fprintf(w, "Primary test metrics (one seed: no spread; run -seeds 0,1,2 for one).\n\n")
@@ -150,6 +163,9 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 		fmt.Fprintf(w, "- seed %d: ", r.seed)
 		for _, fam := range sortedKeys(r.best) {
 			fmt.Fprintf(w, "%s = %s at α=%.3g; ", fam, strings.TrimSuffix(filepath.Base(r.best[fam].file), ".gguf"), r.best[fam].alpha)
+		}
+		if r.abl != nil {
+			fmt.Fprintf(w, "ablation %s = %s at α=%.3g; ", chatNeutralFamily, strings.TrimSuffix(filepath.Base(r.abl.file), ".gguf"), r.abl.alpha)
 		}
 		fmt.Fprintf(w, "\n")
 	}

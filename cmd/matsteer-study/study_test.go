@@ -105,6 +105,54 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+// TestChatNeutralFlag: -chat-neutral is a regular file kept apart from
+// the held-out prompts, and belongs to -selective.
+func TestChatNeutralFlag(t *testing.T) {
+	c := config{genTokens: 48, threads: 2, maxKL: 0.1, maxAlpha: 64, selective: true,
+		klChat: "../../demo/data/chat-dev.txt", genPrompts: "../../demo/data/prompts.txt", chatNeutral: "../../demo/data/chat-train.txt"}
+	parse := func() error { return c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1") }
+	if err := parse(); err != nil {
+		t.Fatalf("the defaults: %v", err)
+	}
+	link := filepath.Join(t.TempDir(), "link.txt")
+	if err := os.Symlink(mustAbs(t, "../../demo/data/chat-dev.txt"), link); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct{ path, want string }{
+		{filepath.Join(t.TempDir(), "missing.txt"), "no such file"},
+		{t.TempDir(), "not a regular file"},
+		{"/dev/null", "not a regular file"},
+		{"../../demo/data/chat-dev.txt", "also -kl-chat"},
+		{link, "also -kl-chat"}, // the same file by another name
+		{"../../demo/data/prompts.txt", "also -gen-prompts"},
+	} {
+		c.chatNeutral = bad.path
+		if err := parse(); err == nil || !strings.Contains(err.Error(), "-chat-neutral") || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("-chat-neutral %s: %v, want %q", bad.path, err, bad.want)
+		}
+	}
+	// Without -selective the default goes, and an explicit one is refused.
+	c.chatNeutral, c.selective = "../../demo/data/chat-train.txt", false
+	c.dropUnusedDefaults(map[string]bool{"selective": true})
+	if err := parse(); err != nil || c.chatNeutral != "" {
+		t.Errorf("-selective=false and the default -chat-neutral: %v, %q", err, c.chatNeutral)
+	}
+	c.chatNeutral = "../../demo/data/chat-train.txt"
+	c.dropUnusedDefaults(map[string]bool{"selective": true, "chat-neutral": true})
+	if err := parse(); err == nil || !strings.Contains(err.Error(), "-chat-neutral needs -selective") {
+		t.Errorf("-chat-neutral without -selective: %v", err)
+	}
+}
+
+func mustAbs(t *testing.T, path string) string {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
 // TestTailBudgetNames checks that a tail budget gets reports and a
 // calibration of its own (so a cached run without one is not reused) and
 // reaches matsteer calibrate.
