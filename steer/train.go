@@ -70,6 +70,14 @@ type TrainConfig struct {
 	// ≈ 0.5, so that they open only where the MMD term pays for it.
 	GateBiasInit *float64
 
+	// GateShift (MethodMATSteer; ≥ 0) is subtracted from every gate's
+	// bias after training: gates become σ(w·a + b − GateShift). Where a
+	// gate is small it shrinks by about e^−GateShift, where it is near 1
+	// much less, so the gates concentrate on the tokens whose logits are
+	// highest (a per-attribute threshold in soft form). The training log's
+	// gate statistics are those of the shifted gates.
+	GateShift float64
+
 	// MMDNorm: MMDNormNone (official) or MMDNormInitial, which divides each
 	// attribute's MMD term by its unsteered MMD² so that the λ weights are
 	// relative to what steering can gain.
@@ -179,6 +187,12 @@ func (c *TrainConfig) validate() error {
 	if c.Init != nil && c.Method != MethodMATSteer {
 		return fmt.Errorf("a warm start (init file) needs method %s, not %s", MethodMATSteer, c.Method)
 	}
+	if !(c.GateShift >= 0 && c.GateShift <= MaxGateShift) {
+		return fmt.Errorf("gate shift %v out of range [0, %v]", c.GateShift, MaxGateShift)
+	}
+	if c.GateShift > 0 && c.Method != MethodMATSteer {
+		return fmt.Errorf("a gate shift needs method %s (the only one with gates), not %s", MethodMATSteer, c.Method)
+	}
 	if c.Method == MethodMeanDiff || c.Method == MethodPCA {
 		return nil
 	}
@@ -244,6 +258,10 @@ func (c *TrainConfig) validate() error {
 	}
 	return nil
 }
+
+// MaxGateShift bounds TrainConfig.GateShift: beyond it every gate of a
+// float32 logit range is 0.
+const MaxGateShift = 50
 
 // pool is one attribute's rows, flattened.
 type pool struct {
@@ -838,6 +856,11 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	log.FinalDev = final.Dev
 	log.EpochsRun = len(log.Epochs)
 
+	if cfg.GateShift > 0 {
+		for t := range m.b() {
+			m.b()[t] -= cfg.GateShift
+		}
+	}
 	evalPools, split := pools, "train"
 	if devPools != nil {
 		evalPools, split = devPools, "dev"
@@ -878,6 +901,9 @@ func trainMATSteer(ctx context.Context, data []AttributeData, pools []pool, d in
 	tr["optimizer"] = "adam(beta1=0.9,beta2=0.999,eps=1e-8)"
 	tr["init"] = initString(cfg)
 	tr["gate_input"] = cfg.GateInput
+	if cfg.GateShift > 0 {
+		tr["gate_shift"] = fmtF(cfg.GateShift)
+	}
 	tr["theta_init"] = cfg.ThetaInit
 	tr["theta_scale"] = cfg.ThetaScale
 	tr["epochs"] = strconv.Itoa(cfg.Epochs)

@@ -74,6 +74,13 @@ bit-identical on both sides: they carry no label. keep trains on them (the paper
 every row an attribute has among both its positives and negatives; neutral removes them and adds
 them to the neutral rows, so the gates learn to stay shut on prompts (--lambda-neutral applies).
 
+Sharper gates (--gate-shift S, mat-steer): every gate bias is lowered by S after training, so a
+gate g becomes about g·e^-S where it is small and stays near 1 where it is large: steering
+concentrates on the tokens whose gate logit is highest (per attribute: each keeps its own
+ordering). The gates' ratio between the texts that need steering and those that do not grows
+with S, and every gate gets smaller, so calibrate α again (matsteer calibrate). --init FILE
+--epochs 0 --gate-shift S sharpens an existing file without training.
+
 Warm start (--init FILE, mat-steer only): continue training an existing steering file with new
 labelled examples (a feedback loop). Its attributes that have rows in --acts start from the file's
 vectors and gates; attributes only in --acts are added with the usual fresh initialisation;
@@ -89,7 +96,8 @@ Examples:
    matsteer train --acts acts.safetensors --out steer.gguf --sigma median --plot loss.png --log train.json
    matsteer train --acts acts.safetensors --out meandiff.gguf --method mean-diff
    matsteer train --acts acts.safetensors --out official.gguf --preset reference
-   matsteer train --init steer.gguf --acts new-examples.safetensors --out steer-v2.gguf --epochs 30`,
+   matsteer train --init steer.gguf --acts new-examples.safetensors --out steer-v2.gguf --epochs 30
+   matsteer train --init steer.gguf --acts acts.safetensors --epochs 0 --gate-shift 2 --out sharp.gguf`,
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "acts", Usage: "activation file (repeatable)", Required: true},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "steering file to write", Required: true},
@@ -110,6 +118,7 @@ Examples:
 			floatIn(&cli.Float64Flag{Name: "lambda-ortho", Value: def.LambdaOrtho, Usage: "weight of the orthogonality penalty"}, closed(0, 1e6)),
 			&cli.StringFlag{Name: "gate-input", Value: def.GateInput, Usage: "coordinates the gate is trained in: standardize (per-dimension mean/std of the rows, folded back into w, b) | scale (divide by the RMS coordinate) | raw"},
 			floatIn(&cli.Float64Flag{Name: "gate-bias-init", Usage: "start every gate bias at this value (trained coordinates; default U(±1/sqrt(d)), gates ≈ 0.5; e.g. -2: gates start ≈ 0.12)"}, closed(-100, 100)),
+			floatIn(&cli.Float64Flag{Name: "gate-shift", Usage: "mat-steer: subtract this from every gate bias after training (gates σ(w·a + b − S): sharper, they stay open where the gate logit is highest; calibrate α again after it)"}, closed(0, steer.MaxGateShift)),
 			&cli.StringFlag{Name: "theta-init", Value: def.ThetaInit, Usage: "theta initialisation: mean-diff (mean positive - mean negative) | scaled (N(0, s^2 I), |theta| ~ |mean diff|) | normal (N(0, I))"},
 			&cli.StringFlag{Name: "theta-scale", Value: def.ThetaScale, Usage: "theta learning-rate scale: none | data (lr relative to the RMS coordinate of the rows)"},
 			&cli.StringFlag{Name: "mmd-norm", Value: def.MMDNorm, Usage: "divide each attribute's MMD term by its unsteered MMD^2 (initial) or not (none)"},
@@ -184,6 +193,7 @@ func trainConfigFromFlags(c *cli.Context) (steer.TrainConfig, error) {
 	set("gate-input", func() { cfg.GateInput = c.String("gate-input") })
 	set("theta-init", func() { cfg.ThetaInit = c.String("theta-init") })
 	set("gate-bias-init", func() { v := c.Float64("gate-bias-init"); cfg.GateBiasInit = &v })
+	set("gate-shift", func() { cfg.GateShift = c.Float64("gate-shift") })
 	set("theta-scale", func() { cfg.ThetaScale = c.String("theta-scale") })
 	set("mmd-norm", func() { cfg.MMDNorm = c.String("mmd-norm") })
 	if c.IsSet("sigma") {
@@ -234,6 +244,9 @@ func runTrain(c *cli.Context) error {
 	}
 	if initPath != "" && cfg.Method != steer.MethodMATSteer {
 		return fmt.Errorf("--init continues MAT-Steer training: it needs --method %s, not %s", steer.MethodMATSteer, cfg.Method)
+	}
+	if cfg.GateShift > 0 && cfg.Method != steer.MethodMATSteer {
+		return fmt.Errorf("--gate-shift needs --method %s (the only one with gates), not %s", steer.MethodMATSteer, cfg.Method)
 	}
 	neutralPaths := c.StringSlice("neutral-acts")
 	cfg.Shared = c.String("shared")

@@ -58,6 +58,25 @@ func TestTrainInitCLI(t *testing.T) {
 		t.Errorf("training metadata: %v", z.Training)
 	}
 
+	// --epochs 0 --gate-shift: the same file with every gate bias lowered.
+	sharp := filepath.Join(dir, "sharp.gguf")
+	if _, stderr, err := runCLI(t, "train", "--init", old, "--acts", a, "--out", sharp, "--epochs", "0", "--gate-shift", "2.5", "--quiet"); err != nil {
+		t.Fatalf("--gate-shift: %v\n%s", err, stderr)
+	}
+	s, err := steer.ReadFile(sharp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, at := range s.Attributes {
+		o := oldF.Attributes[i]
+		if math.Abs(at.GateB-(o.GateB-2.5)) > 1e-6 || !reflect.DeepEqual(at.GateW, o.GateW) || !reflect.DeepEqual(at.Theta, o.Theta) {
+			t.Errorf("--gate-shift 2.5: %s bias %v (was %v), or more than the bias changed", at.Name, at.GateB, o.GateB)
+		}
+	}
+	if s.Training["gate_shift"] != "2.5" {
+		t.Errorf("--gate-shift not recorded: %v", s.Training)
+	}
+
 	// New rows of tox plus a new attribute: truth kept, tox refined, bias added.
 	refined := filepath.Join(dir, "refined.gguf")
 	logPath := filepath.Join(dir, "log.json")
