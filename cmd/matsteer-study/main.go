@@ -22,12 +22,13 @@
 // a heavier preservation weight (--lambda-pos 9). It is chosen on dev and
 // tested like the others, so the headline, the paired tests and the gate
 // table (mean gate on undesired vs desired held-out texts) are its
-// ablation against the paper's settings. -chat-neutral (on by default
-// with -selective) adds one more ablation, mat-steer-selective-chat: the
-// chosen selective setting trained again with the unsteered model's chat
-// replies to held-apart neutral prompts as neutral rows, calibrated under
-// the same budget and tested next to the selective file (a section of
-// study.md of its own).
+// ablation against the paper's settings. Two more ablations change one
+// thing each in the chosen selective file (on by default with -selective;
+// a section of study.md of their own): mat-steer-selective-chat
+// (-chat-neutral) is trained again with the unsteered model's chat
+// replies to held-apart neutral prompts as neutral rows, and
+// mat-steer-selective-sharp (-gate-shift) has every gate bias lowered.
+// Both are calibrated under the same budget and tested next to it.
 //
 // -seeds repeats the whole protocol per split seed (work and results in
 // seed-N folders) and writes summary.md with the mean ± standard deviation
@@ -95,6 +96,9 @@ type config struct {
 	// chatNeutral holds neutral prompts for the chat-reply ablation
 	// (ablation.go; "": none).
 	chatNeutral string
+	// gateShift is the gate shift of the sharp-gate ablation (ablation.go;
+	// 0: none).
+	gateShift float64
 	// seed is the split seed of one run of the protocol (runSeed).
 	seed uint64
 }
@@ -144,7 +148,8 @@ func main() {
 	flag.IntVar(&cfg.threads, "threads", 2, "CPU threads")
 	flag.StringVar(&cfg.extraTrainFlags, "train-flags", "", "extra flags for every `matsteer train --method mat-steer`")
 	flag.BoolVar(&cfg.selective, "selective", true, "also train MAT-Steer with selective gates as its own method (mat-steer-selective: every-token rows, --shared neutral --shared-tol 0.05, --lambda-pos 9), the ablation of those options")
-	flag.StringVar(&cfg.chatNeutral, "chat-neutral", "demo/data/chat-train.txt", "with -selective: neutral prompts (one per line; not the -kl-chat or -gen-prompts ones) for the ablation "+chatNeutralFamily+": the chosen selective setting trained again with the unsteered model's chat replies to them as neutral rows, calibrated and tested next to it; empty: no ablation")
+	flag.StringVar(&cfg.chatNeutral, "chat-neutral", "demo/data/chat-train.txt", "with -selective: neutral prompts (one per line; not the -kl-chat or -gen-prompts ones) for the ablation "+chatNeutralFamily+": the chosen selective setting trained again with the unsteered model's chat replies to them as neutral rows, calibrated and tested next to it; empty: no such ablation")
+	flag.Float64Var(&cfg.gateShift, "gate-shift", 2, "with -selective: the ablation "+sharpFamily+": the chosen selective file with every gate bias lowered by this (matsteer train --gate-shift), calibrated and tested next to it; 0: no such ablation")
 	flag.StringVar(&seeds, "seeds", "0", "split seeds: the whole protocol (split, extract, train, calibrate, select, test) runs once per seed, and the summary gives mean ± standard deviation across seeds")
 	flag.StringVar(&fractions, "fractions", "", "data efficiency: after selection, retrain each method's chosen setting on these fractions of the training items (e.g. 0.1,0.25,0.5; 1 is the main result), calibrate under the same budget and test; empty: none")
 	flag.StringVar(&fractionFams, "fraction-methods", "", "with -fractions: only these methods (e.g. mat-steer-selective,mean-diff; default every method): each adds one condition per fraction on every test item")
@@ -186,8 +191,8 @@ func main() {
 // off: the tail budget and the chat prompts belong to the KL budget, and
 // the chat-reply ablation to -selective, so with -max-kl 0 only an
 // explicit -max-kl-p99 or -kl-chat (set holds the flags given) is kept,
-// and with -selective=false only an explicit -chat-neutral, for parse to
-// refuse.
+// and with -selective=false only an explicit -chat-neutral or
+// -gate-shift, for parse to refuse.
 func (c *config) dropUnusedDefaults(set map[string]bool) {
 	if c.maxKL == 0 && !set["max-kl-p99"] {
 		c.maxKLP99 = 0
@@ -197,6 +202,9 @@ func (c *config) dropUnusedDefaults(set map[string]bool) {
 	}
 	if !c.selective && !set["chat-neutral"] {
 		c.chatNeutral = ""
+	}
+	if !c.selective && !set["gate-shift"] {
+		c.gateShift = 0
 	}
 }
 
@@ -265,6 +273,12 @@ func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems
 				return fmt.Errorf("-chat-neutral %s is also %s: training prompts must be kept apart from the held-out ones", c.chatNeutral, other.flag)
 			}
 		}
+	}
+	if !(c.gateShift >= 0) || c.gateShift > 50 {
+		return fmt.Errorf("-gate-shift %g: out of range, want 0..50 (0: no sharp-gate ablation)", c.gateShift)
+	}
+	if c.gateShift > 0 && !c.selective {
+		return errors.New("-gate-shift needs -selective (its ablation sharpens the selective file)")
 	}
 	c.layers = nil
 	for _, s := range strings.Split(layers, ",") {
@@ -435,7 +449,7 @@ type seedRun struct {
 	best   map[string]choice
 	test   map[string]*eval.Report
 	ret    *eval.Report
-	abl    *ablation // nil: no chat-reply ablation
+	abl    *ablation // nil: no ablations
 	stages []stage
 	dir    string // the seed's results folder
 }
@@ -465,10 +479,13 @@ const selectiveFamily = "mat-steer-selective"
 // file's method, except that MAT-Steer files of selectiveSetting
 // (mat-steer-selective-L*.gguf, also as a data-efficiency file
 // fracF-mat-steer-selective-L*.gguf) are a family of their own, and so
-// are the chat-reply ablation's (mat-steer-selective-chat-L*.gguf).
+// are the ablations' (mat-steer-selective-chat-L*.gguf,
+// mat-steer-selective-sharp-L*.gguf).
 func familyOf(info *eval.SteeringInfo) string {
-	if info.Method == "mat-steer" && strings.Contains(filepath.Base(info.Path), chatNeutralFamily+"-L") {
-		return chatNeutralFamily
+	for _, fam := range []string{chatNeutralFamily, sharpFamily} {
+		if info.Method == "mat-steer" && strings.Contains(filepath.Base(info.Path), fam+"-L") {
+			return fam
+		}
 	}
 	if info.Method == "mat-steer" && strings.Contains(filepath.Base(info.Path), selectiveFamily+"-L") {
 		return selectiveFamily
@@ -711,15 +728,15 @@ func runSeed(c config) (*seedRun, error) {
 	}
 	reports = append(reports, klOut)
 	st.mark("retention and generation check")
-	// 6. The chat-reply ablation of the selective setting.
+	// 6. The ablations of the selective setting.
 	var abl *ablation
-	if c.chatNeutral != "" {
+	if c.chatNeutral != "" || c.gateShift > 0 {
 		var ar []string
-		if abl, ar, err = c.chatNeutralAblation(best, specs, test); err != nil {
+		if abl, ar, err = c.ablations(best, specs, test); err != nil {
 			return nil, err
 		}
 		reports = append(reports, ar...)
-		st.mark("chat-reply ablation")
+		st.mark("ablations")
 	}
 	// 7. Data efficiency: each method's chosen setting trained on fewer
 	// rows, calibrated under the same budget, on the same test items.
@@ -957,7 +974,7 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 	writePairedTests(f, test)
 	writeGateTable(f, test)
 	if abl != nil {
-		c.writeAblation(f, abl)
+		writeAblation(f, abl)
 	}
 	if eff != nil {
 		fmt.Fprintf(f, "\n## Data efficiency\n\n")

@@ -14,7 +14,7 @@ import (
 
 // seedValue is the primary metric of task for method family fam (the
 // unsteered model: eval.NoneName) in one run: from the main test, else
-// from the chat-reply ablation's.
+// from the ablations' pass.
 func seedValue(r *seedRun, fam, task string) (float64, bool) {
 	reports := []*eval.Report{r.test[task]}
 	if r.abl != nil {
@@ -87,22 +87,27 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 	}
 	fmt.Fprintf(w, ".\n\n")
 	// Families: the unsteered model, then every method any seed chose,
-	// then the chat-reply ablation.
+	// then the ablations.
 	fams := []string{eval.NoneName}
 	seen := map[string]bool{}
-	ablated := false
+	var variants []string
 	for _, r := range runs {
-		ablated = ablated || r.abl != nil
 		for _, fam := range sortedKeys(r.best) {
 			if !seen[fam] {
 				seen[fam] = true
 				fams = append(fams, fam)
 			}
 		}
+		if r.abl != nil {
+			for _, v := range r.abl.variants {
+				if !seen[v.family] {
+					seen[v.family] = true
+					variants = append(variants, v.family)
+				}
+			}
+		}
 	}
-	if ablated {
-		fams = append(fams, chatNeutralFamily)
-	}
+	fams = append(fams, variants...)
 	if len(runs) == 1 {
 		fmt.Fprintf(w, "Primary test metrics (one seed: no spread; run -seeds 0,1,2 for one).\n\n")
 	} else {
@@ -165,7 +170,9 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 			fmt.Fprintf(w, "%s = %s at α=%.3g; ", fam, strings.TrimSuffix(filepath.Base(r.best[fam].file), ".gguf"), r.best[fam].alpha)
 		}
 		if r.abl != nil {
-			fmt.Fprintf(w, "ablation %s = %s at α=%.3g; ", chatNeutralFamily, strings.TrimSuffix(filepath.Base(r.abl.file), ".gguf"), r.abl.alpha)
+			for _, v := range r.abl.variants {
+				fmt.Fprintf(w, "ablation %s = %s at α=%.3g; ", v.family, strings.TrimSuffix(filepath.Base(v.file), ".gguf"), v.alpha)
+			}
 		}
 		fmt.Fprintf(w, "\n")
 	}

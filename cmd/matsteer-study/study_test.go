@@ -144,6 +144,31 @@ func TestChatNeutralFlag(t *testing.T) {
 	}
 }
 
+// TestGateShiftFlag: -gate-shift is in range and belongs to -selective.
+func TestGateShiftFlag(t *testing.T) {
+	c := config{genTokens: 48, threads: 2, maxKL: 0.1, maxAlpha: 64, selective: true, gateShift: 2}
+	parse := func() error { return c.parse("10", "0", "", "1,1,1", "1,1,1", "1,1,1") }
+	if err := parse(); err != nil {
+		t.Fatalf("-gate-shift 2: %v", err)
+	}
+	for _, bad := range []float64{-1, math.NaN(), math.Inf(1), 51} {
+		c.gateShift = bad
+		if err := parse(); err == nil || !strings.Contains(err.Error(), "-gate-shift") || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("-gate-shift %g: %v", bad, err)
+		}
+	}
+	c.gateShift, c.selective = 2, false
+	c.dropUnusedDefaults(map[string]bool{"selective": true})
+	if err := parse(); err != nil || c.gateShift != 0 {
+		t.Errorf("-selective=false and the default -gate-shift: %v, %g", err, c.gateShift)
+	}
+	c.gateShift = 2
+	c.dropUnusedDefaults(map[string]bool{"selective": true, "gate-shift": true})
+	if err := parse(); err == nil || !strings.Contains(err.Error(), "-gate-shift needs -selective") {
+		t.Errorf("-gate-shift without -selective: %v", err)
+	}
+}
+
 func mustAbs(t *testing.T, path string) string {
 	t.Helper()
 	abs, err := filepath.Abs(path)
