@@ -74,7 +74,7 @@ func (c config) ablations(best map[string]choice, specs map[string]fileSpec, tes
 	if err != nil {
 		return nil, nil, err
 	}
-	ab := &ablation{test: map[string]*eval.Report{}}
+	ab := &ablation{}
 	layer := strconv.Itoa(spec.layer)
 	if c.chatNeutral != "" {
 		neutral := c.path(fmt.Sprintf("acts-chat-replies-L%d.safetensors", spec.layer))
@@ -139,25 +139,11 @@ func (c config) ablations(best map[string]choice, specs map[string]fileSpec, tes
 		steer = append(steer, "--steer", atAlpha(v.file, v.alpha))
 	}
 	steer = append(steer, "--steer", atAlpha(sel.file, sel.alpha))
-	for _, task := range tasks {
-		out := c.path(c.testName(task, tag))
-		args := []string{"eval", "--task", task, "--data", c.data, "--split", "test", "--limit", strconv.Itoa(c.testItems[task]),
-			"--gates", "--gate-limit", "120", "--out", out}
-		args = append(args, c.seedArgs()...)
-		args = append(args, steer...)
-		if err := c.matsteer(out, args...); err != nil {
-			return nil, nil, err
-		}
-		rep, err := eval.ReadReport(out)
-		if err != nil {
-			return nil, nil, err
-		}
-		if rep.NItems != test[task].NItems {
-			return nil, nil, fmt.Errorf("ablations: %s has %d test items, the main test %d", out, rep.NItems, test[task].NItems)
-		}
-		reports = append(reports, out)
-		ab.test[task] = rep
+	var tr []string
+	if ab.test, tr, err = c.testPass(tag, true, steer, test); err != nil {
+		return nil, nil, fmt.Errorf("ablations: %w", err)
 	}
+	reports = append(reports, tr...)
 	out := c.path("retention" + c.suffix() + tag + ".json")
 	if err := c.matsteer(out, c.retentionArgs(out, steer)...); err != nil {
 		return nil, nil, err

@@ -215,22 +215,13 @@ func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec
 	for _, fam := range eff.fams {
 		eff.cells[fam] = make([]effCell, len(eff.fractions))
 	}
+	fracTest, tr, err := c.testPass(tag, false, steerArgs, test)
+	if err != nil {
+		return nil, nil, fmt.Errorf("data efficiency: %w", err)
+	}
+	reports = append(reports, tr...)
 	for _, task := range tasks {
-		out := c.path(c.testName(task, tag))
-		args := []string{"eval", "--task", task, "--data", c.data, "--split", "test", "--limit", strconv.Itoa(c.testItems[task]), "--out", out}
-		args = append(args, c.seedArgs()...)
-		args = append(args, steerArgs...)
-		if err := c.matsteer(out, args...); err != nil {
-			return nil, nil, err
-		}
-		rep, err := eval.ReadReport(out)
-		if err != nil {
-			return nil, nil, err
-		}
-		if rep.NItems != test[task].NItems {
-			return nil, nil, fmt.Errorf("data efficiency: %s has %d test items, the main test %d", out, rep.NItems, test[task].NItems)
-		}
-		reports = append(reports, out)
+		rep, out := fracTest[task], c.path(c.testName(task, tag))
 		for _, t := range files {
 			cell := &eff.cells[t.fam][t.frac]
 			cell.file = t.file

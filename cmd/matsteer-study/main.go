@@ -700,23 +700,11 @@ func runSeed(c config) (*seedRun, error) {
 	}
 	st.mark("dev sweep")
 	// 5. Test: the chosen condition of every method, plus gates and KL.
-	test := map[string]*eval.Report{}
-	for _, task := range tasks {
-		out := c.path(c.testName(task, ""))
-		args := []string{"eval", "--task", task, "--data", c.data, "--split", "test", "--limit", strconv.Itoa(c.testItems[task]),
-			"--gates", "--gate-limit", "120", "--out", out}
-		args = append(args, c.seedArgs()...)
-		args = append(args, steerArgs(best)...)
-		if err := c.matsteer(out, args...); err != nil {
-			return nil, err
-		}
-		rep, err := eval.ReadReport(out)
-		if err != nil {
-			return nil, err
-		}
-		reports = append(reports, out)
-		test[task] = rep
+	test, tr, err := c.testPass("", true, steerArgs(best), nil)
+	if err != nil {
+		return nil, err
 	}
+	reports = append(reports, tr...)
 	st.mark("test with gates")
 	klOut := c.path("retention" + c.suffix() + ".json")
 	if err := c.matsteer(klOut, c.retentionArgs(klOut, steerArgs(best))...); err != nil {
@@ -793,6 +781,40 @@ func (c config) suffix() string {
 // evaluation on the same items).
 func (c config) testName(task, extra string) string {
 	return fmt.Sprintf("test%s-%s-%s%s.json", c.suffix(), task, itemsName(c.testItems[task]), extra)
+}
+
+// testPass evaluates the conditions steer (--steer arguments; the
+// unsteered model is always one) on the test items of every task, with
+// gate statistics when gates is set, into the reports named by tag (see
+// testName), and reads them. A pass next to the main test (main not
+// nil) must have scored the same number of items. It returns the reports
+// by task and their paths.
+func (c config) testPass(tag string, gates bool, steer []string, main map[string]*eval.Report) (map[string]*eval.Report, []string, error) {
+	test := map[string]*eval.Report{}
+	var paths []string
+	for _, task := range tasks {
+		out := c.path(c.testName(task, tag))
+		args := []string{"eval", "--task", task, "--data", c.data, "--split", "test", "--limit", strconv.Itoa(c.testItems[task])}
+		if gates {
+			args = append(args, "--gates", "--gate-limit", "120")
+		}
+		args = append(args, "--out", out)
+		args = append(args, c.seedArgs()...)
+		args = append(args, steer...)
+		if err := c.matsteer(out, args...); err != nil {
+			return nil, nil, err
+		}
+		rep, err := eval.ReadReport(out)
+		if err != nil {
+			return nil, nil, err
+		}
+		if main != nil && rep.NItems != main[task].NItems {
+			return nil, nil, fmt.Errorf("%s has %d test items, the main test %d", out, rep.NItems, main[task].NItems)
+		}
+		paths = append(paths, out)
+		test[task] = rep
+	}
+	return test, paths, nil
 }
 
 // retentionArgs is the command of the retention pass of the conditions
