@@ -164,6 +164,9 @@ func main() {
 	if err == nil {
 		err = cfg.parseFractionMethods(fractionFams)
 	}
+	if err == nil {
+		err = checkDataDir(cfg.data)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "matsteer-study: %v\n", err)
 		os.Exit(2)
@@ -206,6 +209,21 @@ func (c *config) dropUnusedDefaults(set map[string]bool) {
 	if !c.selective && !set["gate-shift"] {
 		c.gateShift = 0
 	}
+}
+
+// checkDataDir reports whether dir holds a folder per task, and says how
+// to get them when it does not.
+func checkDataDir(dir string) error {
+	for _, task := range tasks {
+		st, err := os.Stat(filepath.Join(dir, task))
+		if err == nil && !st.IsDir() {
+			err = errors.New("not a directory")
+		}
+		if err != nil {
+			return fmt.Errorf("-data %s: no %s/ folder (%v): run `matsteer data pull` (it fills the default), or give -data DIR or MATSTEER_DATA=DIR with truthfulqa/, bbq/ and toxigen/", dir, task, err)
+		}
+	}
+	return nil
 }
 
 // checkRegular reports whether path is a regular file (not a directory,

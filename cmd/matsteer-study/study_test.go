@@ -546,3 +546,31 @@ func TestFractionMethods(t *testing.T) {
 		t.Errorf("without -fractions: %v", err)
 	}
 }
+
+func TestCheckDataDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, task := range tasks[:2] {
+		if err := os.Mkdir(filepath.Join(dir, task), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := checkDataDir(dir)
+	if err == nil || !strings.Contains(err.Error(), "no toxigen/ folder") || !strings.Contains(err.Error(), "matsteer data pull") {
+		t.Errorf("toxigen missing: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "toxigen"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkDataDir(dir); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("toxigen a file: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "toxigen")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "toxigen"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkDataDir(dir); err != nil {
+		t.Errorf("every folder there: %v", err)
+	}
+}
