@@ -61,6 +61,7 @@ import (
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/eval"
 	"github.com/matsteer/matsteer/internal/safefile"
+	"github.com/matsteer/matsteer/steer"
 )
 
 type config struct {
@@ -192,7 +193,7 @@ func main() {
 
 // dropUnusedDefaults clears defaults that belong to a setting switched
 // off: the tail budget and the chat prompts belong to the KL budget, and
-// the chat-reply ablation to -selective, so with -max-kl 0 only an
+// the ablations to -selective, so with -max-kl 0 only an
 // explicit -max-kl-p99 or -kl-chat (set holds the flags given) is kept,
 // and with -selective=false only an explicit -chat-neutral or
 // -gate-shift, for parse to refuse.
@@ -292,8 +293,8 @@ func (c *config) parse(layers, seeds, fractions, trainItems, devItems, testItems
 			}
 		}
 	}
-	if !(c.gateShift >= 0) || c.gateShift > 50 {
-		return fmt.Errorf("-gate-shift %g: out of range, want 0..50 (0: no sharp-gate ablation)", c.gateShift)
+	if !(c.gateShift >= 0) || c.gateShift > steer.MaxGateShift {
+		return fmt.Errorf("-gate-shift %g: out of range, want 0..%d (0: no sharp-gate ablation)", c.gateShift, steer.MaxGateShift)
 	}
 	if c.gateShift > 0 && !c.selective {
 		return errors.New("-gate-shift needs -selective (its ablation sharpens the selective file)")
