@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"image/color"
 	"io"
 	"maps"
 	"math"
@@ -329,7 +330,7 @@ func (e *efficiency) writePlot(path string) error {
 		if err != nil {
 			return fmt.Errorf("plot: %w", err)
 		}
-		l.Color = plotutil.Color(7)
+		l.Color = color.Gray{Y: 90} // not one of the methods' colours
 		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		p.Add(l)
 		if task == "average" {
@@ -340,7 +341,10 @@ func (e *efficiency) writePlot(path string) error {
 			for j, f := range e.fractions {
 				cell := e.cells[fam][j]
 				v := value(cell)
-				pts.XYs = append(pts.XYs, plotter.XY{X: f, Y: v})
+				// Each method a little to the side, so that intervals at the
+				// same fraction do not hide each other.
+				dodge := 0.012 * (float64(i) - float64(len(e.fams)-1)/2)
+				pts.XYs = append(pts.XYs, plotter.XY{X: f + dodge, Y: v})
 				if iv, ok := cell.iv[task]; ok {
 					pts.YErrors = append(pts.YErrors, struct{ Low, High float64 }{v - iv.Lo, iv.Hi - v})
 				}
@@ -364,7 +368,13 @@ func (e *efficiency) writePlot(path string) error {
 			}
 		}
 		p.X.Min, p.X.Max = 0, 1.05
-		p.Legend.Top, p.Legend.Left = false, false
+		if task == "average" {
+			// The legend goes top left, in headroom of its own above the
+			// lines.
+			p.Y.Max += 0.4 * (p.Y.Max - p.Y.Min)
+			p.Legend.Top, p.Legend.Left = true, true
+			p.Legend.XOffs = vg.Points(8)
+		}
 		panels = append(panels, p)
 	}
 	img := vgsvg.New(18*vg.Inch, 4.5*vg.Inch)
