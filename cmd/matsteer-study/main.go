@@ -228,13 +228,24 @@ func checkDataDir(dir string) error {
 }
 
 // checkRegular reports whether path is a regular file (not a directory,
-// device or FIFO).
+// device or FIFO) with at least one non-blank line: the study's prompt and
+// text files are read hours into a run, so an empty one must fail now.
 func checkRegular(path string) error {
 	st, err := os.Stat(path)
 	if err == nil && !st.Mode().IsRegular() {
 		err = fmt.Errorf("%s is not a regular file", path)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(data)) == "" {
+		return fmt.Errorf("%s has no texts (every line is blank)", path)
+	}
+	return nil
 }
 
 // sameFile reports whether paths a and b name the same file.

@@ -118,10 +118,15 @@ func TestChatNeutralFlag(t *testing.T) {
 	if err := os.Symlink(mustAbs(t, "../../demo/data/chat-dev.txt"), link); err != nil {
 		t.Fatal(err)
 	}
+	blank := filepath.Join(t.TempDir(), "blank.txt")
+	if err := os.WriteFile(blank, []byte("\n  \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, bad := range []struct{ path, want string }{
 		{filepath.Join(t.TempDir(), "missing.txt"), "no such file"},
 		{t.TempDir(), "not a regular file"},
 		{"/dev/null", "not a regular file"},
+		{blank, "no texts"},
 		{"../../demo/data/chat-dev.txt", "also -kl-chat"},
 		{link, "also -kl-chat"}, // the same file by another name
 		{"../../demo/data/prompts.txt", "also -gen-prompts"},
