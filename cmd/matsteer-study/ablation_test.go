@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -214,5 +215,94 @@ func TestAblationFamiliesAndSeedSummary(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestFractionPasses runs two data-efficiency passes (two -fraction-methods
+// lists) against a stand-in binary: each calibrates and tests only its own
+// files under its own tag, the cells are read from its reports, and a
+// second run reuses both passes.
+func TestFractionPasses(t *testing.T) {
+	dir := t.TempDir()
+	work, fixtures, log := filepath.Join(dir, "work"), filepath.Join(dir, "fixtures"), filepath.Join(dir, "log")
+	for _, d := range []string{work, fixtures} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := config{bin: fakeMatsteer(t, dir, fixtures, log), threads: 2, work: work, data: filepath.Join(dir, "data"), tokens: "response",
+		maxKL: 0.1, maxAlpha: 64, klDev: "dev.txt", selective: true, fractions: []float64{0.5, 1},
+		testItems: map[string]int{"truthfulqa": 0, "bbq": 0, "toxigen": 0}}
+	if err := c.parseFractionMethods([]string{"mean-diff", "pca"}); err != nil {
+		t.Fatal(err)
+	}
+	best := map[string]choice{"mean-diff": {file: filepath.Join(work, "mean-diff-L10.gguf")}, "pca": {file: filepath.Join(work, "pca-L14.gguf")}}
+	md, pca := filepath.Join(work, "frac0.5-mean-diff-L10.gguf"), filepath.Join(work, "frac0.5-pca-L14.gguf")
+	test := map[string]*eval.Report{}
+	for fam, file := range map[string]string{"mean-diff": md, "pca": pca} {
+		tag := "-fractions0.5-" + fam
+		writeJSON(t, filepath.Join(fixtures, "calibration-kl0.1"+tag+".json"), eval.Report{Calibrations: []eval.Calibration{{Path: file, Alpha: 3}}})
+		for _, task := range tasks {
+			rep := testReport(task, []row{{eval.NoneName, "", "", 0.4}, {fam, fam, file, 0.6}}, 0.01)
+			writeJSON(t, filepath.Join(fixtures, c.testName(task, tag)), rep)
+			test[task] = &eval.Report{Task: task, NItems: rep.NItems}
+		}
+	}
+	groups, suffixes := c.fractionPassGroups(best)
+	files := []fracFile{{"mean-diff", 0, md}, {"pca", 0, pca}}
+	run := func() {
+		eff := &efficiency{fractions: c.fractions, fams: c.fractionFamilies(best), cells: map[string][]effCell{"mean-diff": make([]effCell, 2), "pca": make([]effCell, 2)}}
+		for g, fams := range groups {
+			var group []fracFile
+			for _, f := range files {
+				if slices.Contains(fams, f.fam) {
+					group = append(group, f)
+				}
+			}
+			reports, err := c.fractionPass("-fractions0.5"+suffixes[g], group, best, test, eff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(reports) != 1+len(tasks) {
+				t.Errorf("pass %v: reports %v", fams, reports)
+			}
+		}
+		for fam, file := range map[string]string{"mean-diff": md, "pca": pca} {
+			cell := eff.cells[fam][0]
+			if cell.file != file || cell.alpha != 2 || len(cell.metric) != len(tasks) || cell.metric["bbq"] != 0.6 || !cell.sig["bbq"] {
+				t.Errorf("%s cell %+v", fam, cell)
+			}
+		}
+	}
+	run()
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(cmds) != 2*(1+len(tasks)) {
+		t.Fatalf("%d commands, want %d:\n%s", len(cmds), 2*(1+len(tasks)), data)
+	}
+	for _, cmd := range cmds {
+		for fam, file := range map[string]string{"mean-diff": md, "pca": pca} {
+			other := pca
+			if fam == "pca" {
+				other = md
+			}
+			if strings.Contains(cmd, "-fractions0.5-"+fam) && (!strings.Contains(cmd, file) || strings.Contains(cmd, other)) {
+				t.Errorf("the %s pass: %s", fam, cmd)
+			}
+		}
+		if strings.HasPrefix(cmd, "eval ") && !strings.Contains(cmd, "@3 ") {
+			t.Errorf("not at the calibrated α: %s", cmd)
+		}
+	}
+	run()
+	data2, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data2) != len(data) {
+		t.Errorf("the second run was not cached:\n%s", data2[len(data):])
 	}
 }

@@ -91,15 +91,40 @@ func (cell *effCell) finish() {
 }
 
 // fractionFamilies are the families of best the data-efficiency runs
-// retrain, sorted: every one, or those of -fraction-methods.
+// retrain, sorted: every one, or those of the -fraction-methods lists.
 func (c config) fractionFamilies(best map[string]choice) []string {
 	var fams []string
 	for _, f := range sortedKeys(best) {
-		if len(c.fractionFams) == 0 || slices.Contains(c.fractionFams, f) {
+		if len(c.fractionGroups) == 0 || slices.ContainsFunc(c.fractionGroups, func(g []string) bool { return slices.Contains(g, f) }) {
 			fams = append(fams, f)
 		}
 	}
 	return fams
+}
+
+// fractionPassGroups are the families tested together in each
+// data-efficiency pass, with each pass's tag suffix: every family of best
+// in one pass (suffix "") without -fraction-methods, else one pass per
+// list (suffix "-" and its families), so a later run with another list
+// reuses the passes of the earlier ones.
+func (c config) fractionPassGroups(best map[string]choice) (groups [][]string, suffixes []string) {
+	if len(c.fractionGroups) == 0 {
+		return [][]string{c.fractionFamilies(best)}, []string{""}
+	}
+	for _, g := range c.fractionGroups {
+		var fams []string
+		for _, f := range g {
+			if _, ok := best[f]; ok {
+				fams = append(fams, f)
+			}
+		}
+		if len(fams) > 0 {
+			slices.Sort(fams)
+			groups = append(groups, fams)
+			suffixes = append(suffixes, "-"+strings.Join(fams, "_"))
+		}
+	}
+	return groups, suffixes
 }
 
 // fractionItems returns the training items per task at fraction f of the
@@ -134,8 +159,8 @@ func trainPartSize(data, task string, seed uint64) (int, error) {
 // fraction holds every category; smaller fractions are subsets of larger
 // ones; their rows are copied from the full extraction, subsetActs),
 // calibrates each file under the same KL budget (or keeps the α
-// chosen on dev when there is none), and evaluates all of them on the test
-// items in one pass per task. The full-data results come from test. It
+// chosen on dev when there is none), and evaluates them on the test
+// items in one pass per task and -fraction-methods list (fractionPass). The full-data results come from test. It
 // returns the result and the reports it wrote.
 func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec, test map[string]*eval.Report) (*efficiency, []string, error) {
 	eff := &efficiency{fams: c.fractionFamilies(best), cells: map[string][]effCell{}}
@@ -146,12 +171,7 @@ func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec
 		}
 	}
 	eff.fractions = append(small, 1)
-	type trained struct {
-		fam  string
-		frac int
-		file string
-	}
-	var files []trained
+	var files []fracFile
 	for i, f := range small {
 		n, err := c.fractionItems(f)
 		if err != nil {
@@ -171,7 +191,7 @@ func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec
 			if err := c.matsteer(out, c.trainArgs(spec, out, acts)...); err != nil {
 				return nil, nil, err
 			}
-			files = append(files, trained{fam, i, out})
+			files = append(files, fracFile{fam, i, out})
 		}
 	}
 	full, err := c.fractionItems(1)
@@ -184,52 +204,25 @@ func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec
 		tags = append(tags, strconv.FormatFloat(f, 'g', -1, 64))
 	}
 	tag := "-fractions" + strings.Join(tags, "_")
-	var reports []string
-	alpha := map[string]float64{}
-	if c.maxKL > 0 {
-		out := c.path("calibration" + c.suffix() + tag + ".json")
-		var paths []string
-		for _, t := range files {
-			paths = append(paths, t.file)
-		}
-		cal, err := c.calibrate(out, paths)
-		if err != nil {
-			return nil, nil, err
-		}
-		reports = append(reports, out)
-		for _, k := range cal.Calibrations {
-			alpha[k.Path] = k.Alpha
-		}
-	} else {
-		for _, t := range files {
-			alpha[t.file] = best[t.fam].alpha
-		}
-	}
-	var steerArgs []string
-	for _, t := range files {
-		a, ok := alpha[t.file]
-		if !ok {
-			return nil, nil, fmt.Errorf("data efficiency: no α for %s", t.file)
-		}
-		steerArgs = append(steerArgs, "--steer", atAlpha(t.file, a))
-	}
 	for _, fam := range eff.fams {
 		eff.cells[fam] = make([]effCell, len(eff.fractions))
 	}
-	fracTest, tr, err := c.testPass(tag, false, steerArgs, test)
-	if err != nil {
-		return nil, nil, fmt.Errorf("data efficiency: %w", err)
-	}
-	reports = append(reports, tr...)
-	for _, task := range tasks {
-		rep, out := fracTest[task], c.path(c.testName(task, tag))
+	var reports []string
+	groups, suffixes := c.fractionPassGroups(best)
+	for g, fams := range groups {
+		var group []fracFile
 		for _, t := range files {
-			cell := &eff.cells[t.fam][t.frac]
-			cell.file = t.file
-			if !cellOf(cell, task, rep, t.file) {
-				return nil, nil, fmt.Errorf("data efficiency: %s lacks %s", out, filepath.Base(t.file))
+			if slices.Contains(fams, t.fam) {
+				group = append(group, t)
 			}
 		}
+		r, err := c.fractionPass(tag+suffixes[g], group, best, test, eff)
+		if err != nil {
+			return nil, nil, err
+		}
+		reports = append(reports, r...)
+	}
+	for _, task := range tasks {
 		last := len(eff.fractions) - 1
 		for _, fam := range eff.fams {
 			cell := &eff.cells[fam][last]
@@ -253,6 +246,66 @@ func (c config) dataEfficiency(best map[string]choice, specs map[string]fileSpec
 		return nil, nil, err
 	}
 	return eff, reports, nil
+}
+
+// fracFile is a steering file retrained on a fraction of the training
+// items: its family, the index of the fraction and the path.
+type fracFile struct {
+	fam  string
+	frac int
+	file string
+}
+
+// fractionPass calibrates files under the KL budget (or keeps each
+// family's α chosen on dev when there is none) and tests them in one pass
+// per task, tagged tag (on the items of the main test), reading their
+// results into eff's cells. It returns the reports it wrote.
+func (c config) fractionPass(tag string, files []fracFile, best map[string]choice, test map[string]*eval.Report, eff *efficiency) ([]string, error) {
+	var reports []string
+	alpha := map[string]float64{}
+	if c.maxKL > 0 {
+		out := c.path("calibration" + c.suffix() + tag + ".json")
+		var paths []string
+		for _, t := range files {
+			paths = append(paths, t.file)
+		}
+		cal, err := c.calibrate(out, paths)
+		if err != nil {
+			return nil, err
+		}
+		reports = append(reports, out)
+		for _, k := range cal.Calibrations {
+			alpha[k.Path] = k.Alpha
+		}
+	} else {
+		for _, t := range files {
+			alpha[t.file] = best[t.fam].alpha
+		}
+	}
+	var steerArgs []string
+	for _, t := range files {
+		a, ok := alpha[t.file]
+		if !ok {
+			return nil, fmt.Errorf("data efficiency: no α for %s", t.file)
+		}
+		steerArgs = append(steerArgs, "--steer", atAlpha(t.file, a))
+	}
+	fracTest, tr, err := c.testPass(tag, false, steerArgs, test)
+	if err != nil {
+		return nil, fmt.Errorf("data efficiency: %w", err)
+	}
+	reports = append(reports, tr...)
+	for _, task := range tasks {
+		rep, out := fracTest[task], c.path(c.testName(task, tag))
+		for _, t := range files {
+			cell := &eff.cells[t.fam][t.frac]
+			cell.file = t.file
+			if !cellOf(cell, task, rep, t.file) {
+				return nil, fmt.Errorf("data efficiency: %s lacks %s", out, filepath.Base(t.file))
+			}
+		}
+	}
+	return reports, nil
 }
 
 // writeTable writes the data-efficiency table (markdown): a row per method

@@ -36,7 +36,8 @@
 // chosen setting retrained on the first fraction of the training items,
 // calibrated under the same budget and tested on the same items (a table
 // in study.md and data-efficiency.svg); -fraction-methods limits it to
-// some methods (each adds a condition per fraction on every test item).
+// some methods (each adds a condition per fraction on every test item),
+// and repeated, tests each list in a pass of its own, cached apart.
 //
 // Every step is a `matsteer` command (printed as it runs, with each
 // stage's time), and every artifact is cached in the work directory, so an
@@ -91,9 +92,10 @@ type config struct {
 	// selective adds the mat-steer-selective family (see the package
 	// documentation).
 	selective bool
-	// fractionFams limits the data-efficiency runs to these method
-	// families (nil: every family).
-	fractionFams []string
+	// fractionGroups limits the data-efficiency runs to these method
+	// families, each list tested in a pass of its own (nil: every family,
+	// in one pass).
+	fractionGroups [][]string
 	// chatNeutral holds neutral prompts for the chat-reply ablation
 	// (ablation.go; "": none).
 	chatNeutral string
@@ -128,7 +130,8 @@ const (
 
 func main() {
 	var cfg config
-	var layers, seeds, fractions, fractionFams, trainItems, devItems, testItems string
+	var layers, seeds, fractions, trainItems, devItems, testItems string
+	var fractionLists listFlag
 	flag.StringVar(&cfg.bin, "bin", "bin/matsteer", "matsteer binary")
 	flag.StringVar(&cfg.model, "model", "", "GGUF model (default: matsteer's default model); another model gets its own work and results folders")
 	dataDir, _ := datasets.DataDir()
@@ -153,7 +156,7 @@ func main() {
 	flag.Float64Var(&cfg.gateShift, "gate-shift", 2, "with -selective: the ablation "+sharpFamily+": the chosen selective file with every gate bias lowered by this (matsteer train --gate-shift), calibrated and tested next to it; 0: no such ablation")
 	flag.StringVar(&seeds, "seeds", "0", "split seeds: the whole protocol (split, extract, train, calibrate, select, test) runs once per seed, and the summary gives mean ± standard deviation across seeds")
 	flag.StringVar(&fractions, "fractions", "", "data efficiency: after selection, retrain each method's chosen setting on these fractions of the training items (e.g. 0.1,0.25,0.5; 1 is the main result), calibrate under the same budget and test; empty: none")
-	flag.StringVar(&fractionFams, "fraction-methods", "", "with -fractions: only these methods (e.g. mat-steer-selective,mean-diff; default every method): each adds one condition per fraction on every test item")
+	flag.Var(&fractionLists, "fraction-methods", "with -fractions: only these methods (e.g. mat-steer-selective,mean-diff; default every method), tested together: each adds one condition per fraction on every test item. Repeat the flag for passes of their own (-fraction-methods a,b -fraction-methods c): each list's results are cached apart, so adding a list later reuses the earlier ones")
 	flag.StringVar(&trainItems, "train-items", defaultTrainItems, "training items per task (TruthfulQA questions, BBQ items, ToxiGen pairs; 0: the whole train part), taken evenly across categories")
 	flag.StringVar(&devItems, "dev-items", defaultDevItems, "dev items per task (as -train-items)")
 	flag.StringVar(&testItems, "test-items", defaultTestItems, "test items per task (as -train-items)")
@@ -163,7 +166,7 @@ func main() {
 	cfg.dropUnusedDefaults(set)
 	err := cfg.parse(layers, seeds, fractions, trainItems, devItems, testItems)
 	if err == nil {
-		err = cfg.parseFractionMethods(fractionFams)
+		err = cfg.parseFractionMethods(fractionLists)
 	}
 	if err == nil {
 		err = checkDataDir(cfg.data)
@@ -375,22 +378,42 @@ func (c config) families() []string {
 	return fams
 }
 
-// parseFractionMethods checks and stores -fraction-methods.
-func (c *config) parseFractionMethods(list string) error {
-	c.fractionFams = nil
-	if strings.TrimSpace(list) == "" {
+// listFlag is a flag that may be given more than once, each value kept.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, " ") }
+
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+// parseFractionMethods checks and stores the -fraction-methods lists: each
+// a comma-separated list of known families, none in two lists.
+func (c *config) parseFractionMethods(lists []string) error {
+	c.fractionGroups = nil
+	if len(lists) == 0 {
 		return nil
 	}
 	known := c.families()
-	for _, f := range strings.Split(list, ",") {
-		f = strings.TrimSpace(f)
-		if !slices.Contains(known, f) {
-			return fmt.Errorf("-fraction-methods %q: unknown method %q, want some of %s", list, f, strings.Join(known, ", "))
+	seen := map[string]bool{}
+	for _, list := range lists {
+		var group []string
+		for _, f := range strings.Split(list, ",") {
+			f = strings.TrimSpace(f)
+			if f == "" {
+				return fmt.Errorf("-fraction-methods %q: an empty method name, want some of %s", list, strings.Join(known, ", "))
+			}
+			if !slices.Contains(known, f) {
+				return fmt.Errorf("-fraction-methods %q: unknown method %q, want some of %s", list, f, strings.Join(known, ", "))
+			}
+			if seen[f] {
+				return fmt.Errorf("-fraction-methods %q: %s given twice", list, f)
+			}
+			seen[f] = true
+			group = append(group, f)
 		}
-		if slices.Contains(c.fractionFams, f) {
-			return fmt.Errorf("-fraction-methods %q: %s given twice", list, f)
-		}
-		c.fractionFams = append(c.fractionFams, f)
+		c.fractionGroups = append(c.fractionGroups, group)
 	}
 	if len(c.fractions) == 0 {
 		return fmt.Errorf("-fraction-methods needs -fractions")

@@ -527,27 +527,55 @@ func TestCommandCache(t *testing.T) {
 
 func TestFractionMethods(t *testing.T) {
 	c := config{selective: true, fractions: []float64{0.1, 1}}
-	if err := c.parseFractionMethods(" mat-steer-selective, mean-diff"); err != nil {
+	if err := c.parseFractionMethods([]string{" mean-diff, mat-steer-selective"}); err != nil {
 		t.Fatal(err)
 	}
 	best := map[string]choice{"pca": {}, "mean-diff": {}, "mat-steer": {}, selectiveFamily: {}}
 	if got := c.fractionFamilies(best); !reflect.DeepEqual(got, []string{"mat-steer-selective", "mean-diff"}) {
 		t.Errorf("families %v", got)
 	}
-	if err := c.parseFractionMethods(""); err != nil || len(c.fractionFamilies(best)) != 4 {
+	groups, suffixes := c.fractionPassGroups(best)
+	if !reflect.DeepEqual(groups, [][]string{{"mat-steer-selective", "mean-diff"}}) || !reflect.DeepEqual(suffixes, []string{"-mat-steer-selective_mean-diff"}) {
+		t.Errorf("one list: passes %v, tags %v", groups, suffixes)
+	}
+	if err := c.parseFractionMethods(nil); err != nil || len(c.fractionFamilies(best)) != 4 {
 		t.Errorf("no list: %v, %v", err, c.fractionFamilies(best))
 	}
-	for list, want := range map[string]string{"mean-dif": "unknown method", "pca,pca": "twice"} {
-		if err := c.parseFractionMethods(list); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: %v, want %q", list, err, want)
+	groups, suffixes = c.fractionPassGroups(best)
+	if len(groups) != 1 || len(groups[0]) != 4 || !reflect.DeepEqual(suffixes, []string{""}) {
+		t.Errorf("no list: passes %v, tags %q", groups, suffixes)
+	}
+	// Two lists: two passes; a family without a chosen setting is skipped.
+	if err := c.parseFractionMethods([]string{"mean-diff,mat-steer-selective", "pca,all-tokens"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.fractionFamilies(best); !reflect.DeepEqual(got, []string{"mat-steer-selective", "mean-diff", "pca"}) {
+		t.Errorf("two lists: families %v", got)
+	}
+	groups, suffixes = c.fractionPassGroups(best)
+	if !reflect.DeepEqual(groups, [][]string{{"mat-steer-selective", "mean-diff"}, {"pca"}}) || !reflect.DeepEqual(suffixes, []string{"-mat-steer-selective_mean-diff", "-pca"}) {
+		t.Errorf("two lists: passes %v, tags %v", groups, suffixes)
+	}
+	for _, bad := range []struct {
+		lists []string
+		want  string
+	}{
+		{[]string{"mean-dif"}, "unknown method"},
+		{[]string{"pca,pca"}, "twice"},
+		{[]string{"pca", "mean-diff,pca"}, "twice"},
+		{[]string{""}, "empty method name"},
+		{[]string{"pca,"}, "empty method name"},
+	} {
+		if err := c.parseFractionMethods(bad.lists); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: %v, want %q", bad.lists, err, bad.want)
 		}
 	}
 	c.selective = false
-	if err := c.parseFractionMethods(selectiveFamily); err == nil {
+	if err := c.parseFractionMethods([]string{selectiveFamily}); err == nil {
 		t.Errorf("%s without -selective: no error", selectiveFamily)
 	}
 	c.selective, c.fractions = true, nil
-	if err := c.parseFractionMethods("pca"); err == nil || !strings.Contains(err.Error(), "-fractions") {
+	if err := c.parseFractionMethods([]string{"pca"}); err == nil || !strings.Contains(err.Error(), "-fractions") {
 		t.Errorf("without -fractions: %v", err)
 	}
 }
