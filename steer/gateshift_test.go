@@ -88,3 +88,55 @@ func equalFloats(a, b []float64) bool {
 	}
 	return true
 }
+
+// TestGateShiftKeptAttributes: a warm start that shifts the gates lowers
+// every gate of the file, also those of attributes it has no rows for
+// (kept unchanged otherwise), and with no rows at all it sharpens the
+// whole file (zero epochs only).
+func TestGateShiftKeptAttributes(t *testing.T) {
+	data, _ := synthData(3)
+	cfg := warmTestConfig()
+	cfg.Epochs = 3
+	plain, _, err := Train(context.Background(), data, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	init := roundTrip(t, plain) // the file as read back (float32 values)
+	check := func(what string, got *File) {
+		t.Helper()
+		if len(got.Attributes) != len(plain.Attributes) {
+			t.Fatalf("%s: %d attributes, want %d", what, len(got.Attributes), len(plain.Attributes))
+		}
+		for i, a := range got.Attributes {
+			p := init.Attributes[i]
+			if a.Name != p.Name || math.Abs(a.GateB-(p.GateB-1.5)) > 1e-12 || !equalFloats(a.GateW, p.GateW) || !equalFloats(a.Theta, p.Theta) {
+				t.Errorf("%s: %s gate bias %v, want %v - 1.5 and nothing else changed", what, a.Name, a.GateB, p.GateB)
+			}
+		}
+		if got.Training["gate_shift"] != "1.5" {
+			t.Errorf("%s: recorded gate shift %q", what, got.Training["gate_shift"])
+		}
+	}
+	warm := warmTestConfig()
+	warm.Epochs, warm.Init, warm.GateShift = 0, init, 1.5
+	one, log, err := Train(context.Background(), data[:1], warm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("rows of one attribute", one)
+	if len(log.Refined) != 1 || len(log.Kept) != len(data)-1 {
+		t.Errorf("refined %v, kept %v", log.Refined, log.Kept)
+	}
+	none, log, err := Train(context.Background(), nil, warm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("no rows", none)
+	if len(log.Kept) != len(data) || none.Site != plain.Site || none.Layer != plain.Layer || none.NEmbd != plain.NEmbd || none.Training["init.kept"] == "" {
+		t.Errorf("no rows: kept %v, site %s layer %d n_embd %d, training %v", log.Kept, none.Site, none.Layer, none.NEmbd, none.Training)
+	}
+	warm.Epochs = 2
+	if _, _, err := Train(context.Background(), nil, warm); err == nil || !strings.Contains(err.Error(), "zero epochs") {
+		t.Errorf("no rows and 2 epochs: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -37,6 +38,9 @@ func trainWarm(ctx context.Context, data []AttributeData, cfg TrainConfig) (*Fil
 			added = append(added, a.Name)
 		}
 	}
+	if len(ordered) == 0 {
+		return reshiftOnly(init, cfg)
+	}
 	ws := &warmStart{m: newParams(len(ordered), init.NEmbd), has: make([]bool, len(ordered))}
 	for _, a := range init.Attributes {
 		if i := slices.Index(refined, a.Name); i >= 0 {
@@ -57,7 +61,7 @@ func trainWarm(ctx context.Context, data []AttributeData, cfg TrainConfig) (*Fil
 		if i := slices.Index(refined, a.Name); i >= 0 {
 			f.Attributes = append(f.Attributes, trained[i])
 		} else {
-			f.Attributes = append(f.Attributes, cloneAttribute(a))
+			f.Attributes = append(f.Attributes, shifted(cloneAttribute(a), cfg.GateShift))
 		}
 	}
 	f.Attributes = append(f.Attributes, trained[len(refined):]...)
@@ -68,6 +72,48 @@ func trainWarm(ctx context.Context, data []AttributeData, cfg TrainConfig) (*Fil
 	f.Training["init.refined"] = strings.Join(refined, ",")
 	f.Training["init.added"] = strings.Join(added, ",")
 	f.Training["init.kept"] = strings.Join(kept, ",")
+	return f, log, nil
+}
+
+// shifted returns a with its gate bias lowered by shift (when gated): the
+// gate shift of a training applies to the attributes it keeps unchanged
+// too, so that "every gate" holds whatever rows were given.
+func shifted(a Attribute, shift float64) Attribute {
+	if a.Gated {
+		a.GateB -= shift
+	}
+	return a
+}
+
+// reshiftOnly is a warm start without rows: zero epochs, the init file's
+// attributes kept, each gate shifted by cfg.GateShift (the way to sharpen
+// an existing file without its activations).
+func reshiftOnly(init *File, cfg TrainConfig) (*File, *TrainLog, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, nil, fmt.Errorf("train: %w", err)
+	}
+	if cfg.Epochs != 0 {
+		return nil, nil, fmt.Errorf("train: no rows to train on: a warm start without data takes zero epochs (it only applies the gate shift)")
+	}
+	f := &File{
+		Version: FileVersion, Site: init.Site, Layer: init.Layer, NEmbd: init.NEmbd,
+		ModelArch: init.ModelArch, ModelName: init.ModelName, ModelID: init.ModelID,
+		Method: init.Method, NormPreserve: init.NormPreserve,
+		Training: map[string]string{"method": init.Method, "epochs": "0", "epochs_run": "0", "norm_preserve": strconv.FormatBool(init.NormPreserve)},
+	}
+	if cfg.GateShift > 0 {
+		f.Training["gate_shift"] = fmtF(cfg.GateShift)
+	}
+	log := &TrainLog{Method: init.Method, Seed: cfg.Seed, NormPreserve: init.NormPreserve, Warnings: []string{}}
+	for _, a := range init.Attributes {
+		f.Attributes = append(f.Attributes, shifted(cloneAttribute(a), cfg.GateShift))
+		log.Kept = append(log.Kept, a.Name)
+	}
+	if err := f.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("train: warm start: %w", err)
+	}
+	f.Training["init.refined"], f.Training["init.added"] = "", ""
+	f.Training["init.kept"] = strings.Join(log.Kept, ",")
 	return f, log, nil
 }
 

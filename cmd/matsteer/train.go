@@ -79,7 +79,8 @@ gate g becomes about g·e^-S where it is small and stays near 1 where it is larg
 concentrates on the tokens whose gate logit is highest (per attribute: each keeps its own
 ordering). The gates' ratio between the texts that need steering and those that do not grows
 with S, and every gate gets smaller, so calibrate α again (matsteer calibrate). --init FILE
---epochs 0 --gate-shift S sharpens an existing file without training.
+--epochs 0 --gate-shift S sharpens an existing file without training (--acts may then be left
+out: every attribute is copied with its gate shifted).
 
 Warm start (--init FILE, mat-steer only): continue training an existing steering file with new
 labelled examples (a feedback loop). Its attributes that have rows in --acts start from the file's
@@ -97,9 +98,9 @@ Examples:
    matsteer train --acts acts.safetensors --out meandiff.gguf --method mean-diff
    matsteer train --acts acts.safetensors --out official.gguf --preset reference
    matsteer train --init steer.gguf --acts new-examples.safetensors --out steer-v2.gguf --epochs 30
-   matsteer train --init steer.gguf --acts acts.safetensors --epochs 0 --gate-shift 2 --out sharp.gguf`,
+   matsteer train --init steer.gguf --epochs 0 --gate-shift 2 --out sharp.gguf`,
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "acts", Usage: "activation file (repeatable)", Required: true},
+			&cli.StringSliceFlag{Name: "acts", Usage: "activation file (repeatable; required except with --init FILE --epochs 0)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "steering file to write", Required: true},
 			&cli.StringFlag{Name: "method", Value: steer.MethodMATSteer, Usage: "mat-steer | all-tokens | mean-diff | pca"},
 			&cli.StringFlag{Name: "preset", Value: steer.PresetDefault, Usage: "default | reference (the official code's settings: sigma 2, raw gate input, theta ~ N(0,I), plain MMD); flags given override it"},
@@ -250,6 +251,15 @@ func runTrain(c *cli.Context) error {
 	}
 	neutralPaths := c.StringSlice("neutral-acts")
 	cfg.Shared = c.String("shared")
+	actsPaths := c.StringSlice("acts")
+	if len(actsPaths) == 0 {
+		switch {
+		case initPath == "" || cfg.Epochs != 0:
+			return fmt.Errorf("--acts: no activation file (only --init FILE --epochs 0 runs without rows: it copies the file, applying --gate-shift)")
+		case len(neutralPaths) > 0 || cfg.Shared != steer.SharedKeep:
+			return fmt.Errorf("--neutral-acts and --shared need --acts (without rows nothing is trained)")
+		}
+	}
 	cfg.SharedTolerance = c.Float64("shared-tol")
 	if cfg.Shared != steer.SharedKeep && cfg.Shared != steer.SharedDrop && cfg.Shared != steer.SharedNeutral {
 		return fmt.Errorf("--shared %q: want %s, %s or %s", cfg.Shared, steer.SharedKeep, steer.SharedDrop, steer.SharedNeutral)
@@ -286,22 +296,26 @@ func runTrain(c *cli.Context) error {
 			cfg.NormPreserve = cfg.Init.NormPreserve
 		}
 	}
-	td, err := trainset.Read(c.StringSlice("acts"))
-	if err != nil {
-		return err
+	td := &trainset.Set{} // no rows: --init FILE --epochs 0
+	if len(actsPaths) > 0 {
+		if td, err = trainset.Read(actsPaths); err != nil {
+			return err
+		}
 	}
 	m := td.Meta
 	var neutralSums []string
 	for _, p := range neutralPaths {
-		rows, sum, err := loadNeutralActs(p, m, c.StringSlice("acts")[0])
+		rows, sum, err := loadNeutralActs(p, m, actsPaths[0])
 		if err != nil {
 			return err
 		}
 		cfg.Neutral = append(cfg.Neutral, rows...)
 		neutralSums = append(neutralSums, sum)
 	}
-	cfg.Site, cfg.Layer = m.Site, m.Layer
-	cfg.ModelArch, cfg.ModelName, cfg.ModelID = m.ModelArch, m.ModelName, m.Extra["model_sha256"]
+	if len(actsPaths) > 0 { // else the init file's
+		cfg.Site, cfg.Layer = m.Site, m.Layer
+		cfg.ModelArch, cfg.ModelName, cfg.ModelID = m.ModelArch, m.ModelName, m.Extra["model_sha256"]
+	}
 	f, log, err := steer.Train(c.Context, td.Attrs, cfg)
 	if err != nil {
 		if cfg.Init != nil {
@@ -313,11 +327,13 @@ func runTrain(c *cli.Context) error {
 		f.Training["init.file"] = filepath.Base(initPath)
 		f.Training["init.sha256"] = initSHA
 	}
-	for i, path := range c.StringSlice("acts") {
+	for i, path := range actsPaths {
 		f.Training["data."+strconv.Itoa(i)+".file"] = filepath.Base(path)
 		f.Training["data."+strconv.Itoa(i)+".sha256"] = td.SHA256[i]
 	}
-	f.Training["data.rows"] = strconv.Itoa(td.Rows)
+	if len(actsPaths) > 0 {
+		f.Training["data.rows"] = strconv.Itoa(td.Rows)
+	}
 	for i, path := range neutralPaths {
 		f.Training["neutral."+strconv.Itoa(i)+".file"] = filepath.Base(path)
 		f.Training["neutral."+strconv.Itoa(i)+".sha256"] = neutralSums[i]

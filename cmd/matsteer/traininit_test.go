@@ -76,6 +76,24 @@ func TestTrainInitCLI(t *testing.T) {
 	if s.Training["gate_shift"] != "2.5" {
 		t.Errorf("--gate-shift not recorded: %v", s.Training)
 	}
+	// Without --acts: the same file, every attribute kept with its gate
+	// shifted; with rows of truth only, tox (kept) is shifted too.
+	truthOnly := filepath.Join(dir, "truth.safetensors")
+	writeActs(t, truthOnly, testMeta("truth"), 40, 40, 6)
+	for _, acts := range [][]string{nil, {"--acts", truthOnly}} {
+		out := filepath.Join(dir, "sharp2.gguf")
+		args := append([]string{"train", "--init", old, "--out", out, "--epochs", "0", "--gate-shift", "2.5", "--quiet"}, acts...)
+		if _, stderr, err := runCLI(t, args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, stderr)
+		}
+		s2, err := steer.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s2.Attributes, s.Attributes) || s2.Site != oldF.Site || s2.Layer != oldF.Layer || s2.ModelID != oldF.ModelID || s2.Training["gate_shift"] != "2.5" {
+			t.Errorf("%v: not the file with every gate shifted: %+v", args, s2)
+		}
+	}
 
 	// New rows of tox plus a new attribute: truth kept, tox refined, bias added.
 	refined := filepath.Join(dir, "refined.gguf")
@@ -139,6 +157,10 @@ func TestTrainInitCLI(t *testing.T) {
 		{[]string{"--init", filepath.Join(dir, "missing.gguf"), "--acts", a, "--out", out}, "missing.gguf"},
 		{[]string{"--init", a, "--acts", a, "--out", out}, "--init"},
 		{[]string{"--init", "", "--acts", a, "--out", out}, "--init: empty path"},
+		{[]string{"--out", out}, "--acts: no activation file"},
+		{[]string{"--init", old, "--out", out}, "--acts: no activation file"},
+		{[]string{"--init", old, "--out", out, "--epochs", "0", "--shared", "neutral"}, "need --acts"},
+		{[]string{"--init", old, "--out", out, "--epochs", "0", "--neutral-acts", a}, "need --acts"},
 	} {
 		_, _, err := runCLI(t, append([]string{"train", "--quiet"}, c.args...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
