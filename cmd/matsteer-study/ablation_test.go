@@ -25,6 +25,20 @@ func fakeMatsteer(t *testing.T, dir, fixtures, log string) string {
 	return bin
 }
 
+// fakeStudyDirs makes a test directory with a work folder, a fixtures
+// folder for fakeMatsteer and the path of its command log.
+func fakeStudyDirs(t *testing.T) (dir, work, fixtures, log string) {
+	t.Helper()
+	dir = t.TempDir()
+	work, fixtures, log = filepath.Join(dir, "work"), filepath.Join(dir, "fixtures"), filepath.Join(dir, "log")
+	for _, d := range []string{work, fixtures} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, work, fixtures, log
+}
+
 func writeJSON(t *testing.T, path string, v any) {
 	t.Helper()
 	data, err := json.Marshal(v)
@@ -44,13 +58,7 @@ func writeJSON(t *testing.T, path string, v any) {
 // side on the test items and in the retention pass), what it reads back,
 // and the section it writes.
 func TestAblations(t *testing.T) {
-	dir := t.TempDir()
-	work, fixtures, log := filepath.Join(dir, "work"), filepath.Join(dir, "fixtures"), filepath.Join(dir, "log")
-	for _, d := range []string{work, fixtures} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, work, fixtures, log := fakeStudyDirs(t)
 	c := config{bin: fakeMatsteer(t, dir, fixtures, log), threads: 2, work: work, data: filepath.Join(dir, "data"), tokens: "response",
 		maxKL: 0.1, maxKLP99: 0.6, maxAlpha: 64, klDev: "dev.txt", klChat: "chat-dev.txt", neutral: "neutral.txt",
 		genPrompts: "prompts.txt", genTokens: 48, chatNeutral: "chat-train.txt", gateShift: 2, selective: true,
@@ -223,13 +231,7 @@ func TestAblationFamiliesAndSeedSummary(t *testing.T) {
 // files under its own tag, the cells are read from its reports, and a
 // second run reuses both passes.
 func TestFractionPasses(t *testing.T) {
-	dir := t.TempDir()
-	work, fixtures, log := filepath.Join(dir, "work"), filepath.Join(dir, "fixtures"), filepath.Join(dir, "log")
-	for _, d := range []string{work, fixtures} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, work, fixtures, log := fakeStudyDirs(t)
 	c := config{bin: fakeMatsteer(t, dir, fixtures, log), threads: 2, work: work, data: filepath.Join(dir, "data"), tokens: "response",
 		maxKL: 0.1, maxAlpha: 64, klDev: "dev.txt", selective: true, fractions: []float64{0.5, 1},
 		testItems: map[string]int{"truthfulqa": 0, "bbq": 0, "toxigen": 0}}
