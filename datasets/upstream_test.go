@@ -132,7 +132,6 @@ func TestPullFixtures(t *testing.T) {
 	}
 	// An unreachable server stops the pull at the first file.
 	srv.Close()
-	before = m.hits.Load()
 	_, err = pullUpstreams(context.Background(), t.TempDir(), ups, PullOptions{Base: srv.URL})
 	if !errors.Is(err, models.ErrUnreachable) || strings.Count(err.Error(), "not reachable:") != 1 || !strings.Contains(err.Error(), DataEnv) {
 		t.Errorf("unreachable: %v", err)

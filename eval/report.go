@@ -151,13 +151,6 @@ func ReadReport(path string) (*Report, error) {
 	return &rep, nil
 }
 
-func fmtMetric(v float64, ok bool) string {
-	if !ok {
-		return "-"
-	}
-	return fmt.Sprintf("%.4f", v)
-}
-
 // fmtWithInterval shows a metric with its interval, when it has one.
 func fmtWithInterval(m MethodResult, name string) string {
 	v, ok := m.Metric(name)

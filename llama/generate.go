@@ -156,11 +156,6 @@ func LogSoftmax(logits []float32, dst []float64) []float64 {
 	return dst
 }
 
-// tokenLogProb is log softmax(logits)[tok] computed in float64.
-func tokenLogProb(logits []float32, tok Token) float64 {
-	return float64(logits[tok]) - logSumExp(logits)
-}
-
 // logSumExp is log Σ exp(v), computed stably in float64.
 func logSumExp(v []float32) float64 {
 	maxv := math.Inf(-1)

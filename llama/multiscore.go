@@ -305,9 +305,9 @@ func runLogProbs(jobs []lpJob, threads int) {
 	wg.Wait()
 }
 
-// scoreLogProb is log softmax(logits)[tok] in float64, bit for bit what
-// tokenLogProb computes, about twice as fast (the maximum is found on the
-// float32 values).
+// scoreLogProb is log softmax(logits)[tok] in float64, bit for bit
+// logits[tok] - logSumExp(logits), about twice as fast (the maximum is
+// found on the float32 values).
 func scoreLogProb(logits []float32, tok Token) float64 {
 	return float64(logits[tok]) - fastLogSumExp(logits)
 }
