@@ -31,7 +31,7 @@ GOTAGS :=
 BIN := bin/matsteer
 GOFILES := $(shell find . -name '*.go' -not -path './third_party/*' 2>/dev/null) $(wildcard llama/*.c llama/*.h hooks/*.c hooks/*.h)
 
-.PHONY: all llama build model run test test-short test-outside test-vulkan check-cuda bench eval fuzz vet install clean
+.PHONY: all llama build model run test test-short test-outside test-vulkan check-cuda bench eval fuzz vet lint install clean
 
 all: build
 
@@ -110,6 +110,15 @@ fuzz: llama
 
 vet: llama
 	$(GO) vet $(GOTAGS) ./...
+
+# gofmt, go vet and staticcheck (a pinned version, installed once into the
+# cache from the Go module proxy).
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK := $(MATSTEER_CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
+	@[ -x $(STATICCHECK) ] || GOBIN=$(dir $(STATICCHECK)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(STATICCHECK) $(GOTAGS) ./...
 
 install: build
 	scripts/llama-cpp.sh install "$(PREFIX)"
