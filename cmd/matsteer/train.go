@@ -380,8 +380,15 @@ func runTrain(c *cli.Context) error {
 		fmt.Fprintf(w, "shared rows (--shared %s; positive+negative rows removed): %s; %d neutral rows\n", log.Shared, strings.Join(parts, ", "), log.NNeutral)
 	}
 	if cfg.Init != nil {
-		fmt.Fprintf(w, "warm start from %s: refined %s; added %s; kept unchanged (no rows) %s\n",
-			initPath, listOrNone(log.Refined), listOrNone(log.Added), listOrNone(log.Kept))
+		kept := "kept unchanged (no rows)"
+		if cfg.GateShift > 0 {
+			kept = "kept (no rows; gates shifted)"
+		}
+		fmt.Fprintf(w, "warm start from %s: refined %s; added %s; %s %s\n",
+			initPath, listOrNone(log.Refined), listOrNone(log.Added), kept, listOrNone(log.Kept))
+	}
+	if cfg.GateShift > 0 {
+		fmt.Fprintf(w, "gate shift: every gate bias lowered by %g\n", cfg.GateShift)
 	}
 	if len(log.Epochs) > 0 {
 		l := log.Final

@@ -83,8 +83,12 @@ func TestTrainInitCLI(t *testing.T) {
 	for _, acts := range [][]string{nil, {"--acts", truthOnly}} {
 		out := filepath.Join(dir, "sharp2.gguf")
 		args := append([]string{"train", "--init", old, "--out", out, "--epochs", "0", "--gate-shift", "2.5", "--quiet"}, acts...)
-		if _, stderr, err := runCLI(t, args...); err != nil {
+		stdout, stderr, err := runCLI(t, args...)
+		if err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, stderr)
+		}
+		if !strings.Contains(stdout, "kept (no rows; gates shifted)") || !strings.Contains(stdout, "every gate bias lowered by 2.5") {
+			t.Errorf("%v: output %q", args, stdout)
 		}
 		s2, err := steer.ReadFile(out)
 		if err != nil {
