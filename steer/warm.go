@@ -38,21 +38,27 @@ func trainWarm(ctx context.Context, data []AttributeData, cfg TrainConfig) (*Fil
 			added = append(added, a.Name)
 		}
 	}
+	var f *File
+	var log *TrainLog
+	var err error
 	if len(ordered) == 0 {
-		return reshiftOnly(init, cfg)
-	}
-	ws := &warmStart{m: newParams(len(ordered), init.NEmbd), has: make([]bool, len(ordered))}
-	for _, a := range init.Attributes {
-		if i := slices.Index(refined, a.Name); i >= 0 {
-			copy(ws.m.thetaT(i), a.Theta)
-			copy(ws.m.wT(i), a.GateW)
-			ws.m.b()[i] = a.GateB
-			ws.has[i] = true
+		// No rows: every attribute is kept (and shifted, below).
+		if f, log, err = untrained(init, cfg); err != nil {
+			return nil, nil, err
 		}
-	}
-	f, log, err := train(ctx, ordered, cfg, ws)
-	if err != nil {
-		return nil, nil, err
+	} else {
+		ws := &warmStart{m: newParams(len(ordered), init.NEmbd), has: make([]bool, len(ordered))}
+		for _, a := range init.Attributes {
+			if i := slices.Index(refined, a.Name); i >= 0 {
+				copy(ws.m.thetaT(i), a.Theta)
+				copy(ws.m.wT(i), a.GateW)
+				ws.m.b()[i] = a.GateB
+				ws.has[i] = true
+			}
+		}
+		if f, log, err = train(ctx, ordered, cfg, ws); err != nil {
+			return nil, nil, err
+		}
 	}
 	// Reassemble in the init file's order, with the kept attributes.
 	trained := f.Attributes
@@ -85,10 +91,10 @@ func shifted(a Attribute, shift float64) Attribute {
 	return a
 }
 
-// reshiftOnly is a warm start without rows: zero epochs, the init file's
-// attributes kept, each gate shifted by cfg.GateShift (the way to sharpen
-// an existing file without its activations).
-func reshiftOnly(init *File, cfg TrainConfig) (*File, *TrainLog, error) {
+// untrained is the result of a warm start without rows, before the init
+// file's attributes are copied in: zero epochs only (nothing to train),
+// the file's settings, and the gate shift recorded.
+func untrained(init *File, cfg TrainConfig) (*File, *TrainLog, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, nil, fmt.Errorf("train: %w", err)
 	}
@@ -104,17 +110,7 @@ func reshiftOnly(init *File, cfg TrainConfig) (*File, *TrainLog, error) {
 	if cfg.GateShift > 0 {
 		f.Training["gate_shift"] = fmtF(cfg.GateShift)
 	}
-	log := &TrainLog{Method: init.Method, Seed: cfg.Seed, NormPreserve: init.NormPreserve, Warnings: []string{}}
-	for _, a := range init.Attributes {
-		f.Attributes = append(f.Attributes, shifted(cloneAttribute(a), cfg.GateShift))
-		log.Kept = append(log.Kept, a.Name)
-	}
-	if err := f.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("train: warm start: %w", err)
-	}
-	f.Training["init.refined"], f.Training["init.added"] = "", ""
-	f.Training["init.kept"] = strings.Join(log.Kept, ",")
-	return f, log, nil
+	return f, &TrainLog{Method: init.Method, Seed: cfg.Seed, NormPreserve: init.NormPreserve, Warnings: []string{}}, nil
 }
 
 // checkInit checks that init can start training on data with cfg, and
