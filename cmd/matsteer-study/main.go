@@ -45,6 +45,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,6 +59,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/matsteer/matsteer/datasets"
 	"github.com/matsteer/matsteer/eval"
@@ -241,14 +243,25 @@ func checkRegular(path string) error {
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(string(data)) == "" {
-		return fmt.Errorf("%s has no texts (every line is blank)", path)
+	defer f.Close()
+	// Read only up to the first non-blank byte: the file may be large.
+	r := bufio.NewReader(f)
+	for {
+		b, err := r.ReadByte()
+		if err == io.EOF {
+			return fmt.Errorf("%s has no texts (every line is blank)", path)
+		}
+		if err != nil {
+			return err
+		}
+		if !unicode.IsSpace(rune(b)) {
+			return nil
+		}
 	}
-	return nil
 }
 
 // sameFile reports whether paths a and b name the same file.
