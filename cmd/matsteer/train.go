@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -252,6 +253,9 @@ func runTrain(c *cli.Context) error {
 	neutralPaths := c.StringSlice("neutral-acts")
 	cfg.Shared = c.String("shared")
 	actsPaths := c.StringSlice("acts")
+	if slices.Contains(actsPaths, "") {
+		return fmt.Errorf("--acts: empty path")
+	}
 	if len(actsPaths) == 0 {
 		switch {
 		case initPath == "" || cfg.Epochs != 0:

@@ -162,6 +162,7 @@ func TestTrainInitCLI(t *testing.T) {
 		{[]string{"--init", a, "--acts", a, "--out", out}, "--init"},
 		{[]string{"--init", "", "--acts", a, "--out", out}, "--init: empty path"},
 		{[]string{"--out", out}, "--acts: no activation file"},
+		{[]string{"--init", old, "--out", out, "--epochs", "0", "--acts", ""}, "--acts: empty path"},
 		{[]string{"--init", old, "--out", out}, "--acts: no activation file"},
 		{[]string{"--init", old, "--out", out, "--epochs", "0", "--shared", "neutral"}, "need --acts"},
 		{[]string{"--init", old, "--out", out, "--epochs", "0", "--neutral-acts", a}, "need --acts"},
