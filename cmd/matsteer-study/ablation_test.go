@@ -218,7 +218,7 @@ func TestAblationFamiliesAndSeedSummary(t *testing.T) {
 	for _, want := range []string{
 		"| mat-steer-selective | 0.500 ± 0.000 (0.500, 0.500) |",
 		"| mat-steer-selective-chat | 0.700 ± 0.141 (0.600, 0.800) |",
-		"ablation mat-steer-selective-chat = mat-steer-selective-chat-L14 at α=3; ",
+		"- seed 0: mat-steer-selective = mat-steer-selective-L14 at α=2; ablation mat-steer-selective-chat = mat-steer-selective-chat-L14 at α=3\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)

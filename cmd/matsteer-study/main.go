@@ -1052,11 +1052,11 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 		fmt.Fprintf(w, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t\n", r.name, r.perDev["truthfulqa"], r.perDev["bbq"], r.perDev["toxigen"], r.avg)
 	}
 	w.Flush()
-	fmt.Fprintf(f, "```\n\nChosen on dev: ")
+	var chosen []string
 	for _, fam := range sortedKeys(best) {
-		fmt.Fprintf(f, "%s = %s at α=%g; ", fam, filepath.Base(best[fam].file), best[fam].alpha)
+		chosen = append(chosen, fmt.Sprintf("%s = %s at α=%g", fam, filepath.Base(best[fam].file), best[fam].alpha))
 	}
-	fmt.Fprintf(f, "\n\n## Test summary\n\n")
+	fmt.Fprintf(f, "```\n\nChosen on dev: %s\n\n## Test summary\n\n", strings.Join(chosen, "; "))
 	writeHeadline(f, test, ret)
 	fmt.Fprintln(f)
 	writePairedTests(f, test)

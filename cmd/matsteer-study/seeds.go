@@ -165,16 +165,16 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 	}
 	fmt.Fprintf(w, "\nChosen on dev, per seed:\n\n")
 	for _, r := range runs {
-		fmt.Fprintf(w, "- seed %d: ", r.seed)
+		var chosen []string
 		for _, fam := range sortedKeys(r.best) {
-			fmt.Fprintf(w, "%s = %s at α=%.3g; ", fam, strings.TrimSuffix(filepath.Base(r.best[fam].file), ".gguf"), r.best[fam].alpha)
+			chosen = append(chosen, fmt.Sprintf("%s = %s at α=%.3g", fam, strings.TrimSuffix(filepath.Base(r.best[fam].file), ".gguf"), r.best[fam].alpha))
 		}
 		if r.abl != nil {
 			for _, v := range r.abl.variants {
-				fmt.Fprintf(w, "ablation %s = %s at α=%.3g; ", v.family, strings.TrimSuffix(filepath.Base(v.file), ".gguf"), v.alpha)
+				chosen = append(chosen, fmt.Sprintf("ablation %s = %s at α=%.3g", v.family, strings.TrimSuffix(filepath.Base(v.file), ".gguf"), v.alpha))
 			}
 		}
-		fmt.Fprintf(w, "\n")
+		fmt.Fprintf(w, "- seed %d: %s\n", r.seed, strings.Join(chosen, "; "))
 	}
 	fmt.Fprintf(w, "\nStage times (cached steps count 0):\n\n")
 	for _, r := range runs {

@@ -354,7 +354,7 @@ func TestSeedSummary(t *testing.T) {
 		"| mat-steer | 0.600 ± 0.141 (0.500, 0.700) |",
 		" 0.600 ± 0.141 (0.500, 0.700) |\n", // the average column
 		"[seed 1](seed-1/study.md)",
-		"- seed 0: mat-steer = mat-steer-paper-L14 at α=4; ",
+		"- seed 0: mat-steer = mat-steer-paper-L14 at α=4\n",
 		"- seed 1: extraction 1m30s; total 1m30s",
 		"## Seed 1: test results",
 		"| mat-steer | mat-steer-paper-L14, α=2 | - | 0.700 [0.600, 0.800] * |",
