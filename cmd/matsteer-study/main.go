@@ -41,7 +41,10 @@
 //
 // Every step is a `matsteer` command (printed as it runs, with each
 // stage's time), and every artifact is cached in the work directory, so an
-// interrupted study resumes where it stopped. `make eval` runs it.
+// interrupted study resumes where it stopped. Next to each artifact,
+// OUT.cmd records the command that made it and OUT.time how long it took,
+// so the summaries give each stage's cost even when a rerun found it
+// cached. `make eval` runs it.
 package main
 
 import (
@@ -106,6 +109,9 @@ type config struct {
 	gateShift float64
 	// seed is the split seed of one run of the protocol (runSeed).
 	seed uint64
+	// clock adds up what the steps of the current stage cost when they
+	// were made (runSeed sets it; nil: not counted).
+	clock *stepClock
 }
 
 var tasks = []string{"truthfulqa", "bbq", "toxigen"}
@@ -457,6 +463,7 @@ func (c config) matsteer(out string, args ...string) error {
 		if _, err := os.Stat(out); err == nil {
 			if prev, err := os.ReadFile(out + ".cmd"); err == nil && string(prev) == record {
 				fmt.Printf("   (cached) %s\n", filepath.Base(out))
+				c.clock.addRecorded(out)
 				return nil
 			}
 			fmt.Printf("   (made by another command: again) %s\n", filepath.Base(out))
@@ -471,15 +478,56 @@ func (c config) matsteer(out string, args ...string) error {
 	if os.Getenv("STUDY_VERBOSE") != "" {
 		cmd.Stdout = os.Stdout
 	}
+	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("matsteer %s: %w", args[0], err)
 	}
+	took := time.Since(start)
+	c.clock.add(took)
 	if out != "" {
 		if err := safefile.WriteFile(out+".cmd", []byte(record)); err != nil {
 			return fmt.Errorf("recording the command of %s: %w", out, err)
 		}
+		if err := safefile.WriteFile(out+".time", []byte(took.Round(time.Millisecond).String()+"\n")); err != nil {
+			return fmt.Errorf("recording the time of %s: %w", out, err)
+		}
 	}
 	return nil
+}
+
+// stepClock adds up the cost of a stage's steps: the time each took when
+// it was made, now or (from its out+".time" record) by an earlier run, so
+// that a resumed or fully cached study still reports what its stages cost.
+type stepClock struct {
+	cost       time.Duration
+	unrecorded int // cached steps made before times were recorded
+}
+
+func (k *stepClock) add(d time.Duration) {
+	if k != nil {
+		k.cost += d
+	}
+}
+
+// addRecorded adds the recorded time of the cached step that made out.
+func (k *stepClock) addRecorded(out string) {
+	if k == nil {
+		return
+	}
+	b, err := os.ReadFile(out + ".time")
+	d, perr := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil || perr != nil || d < 0 {
+		k.unrecorded++
+		return
+	}
+	k.cost += d
+}
+
+// take returns the cost added since the last take and starts again.
+func (k *stepClock) take() (time.Duration, int) {
+	d, n := k.cost, k.unrecorded
+	k.cost, k.unrecorded = 0, 0
+	return d, n
 }
 
 func (c config) path(name string) string { return filepath.Join(c.work, name) }
@@ -659,12 +707,14 @@ func trainRows(data, task string, seed uint64, n int) (limit, items int, err err
 type stageTimer struct {
 	stages []stage
 	t0     time.Time
+	clock  *stepClock
 }
 
 func (s *stageTimer) mark(name string) {
-	d := time.Since(s.t0)
-	s.stages = append(s.stages, stage{name, d})
-	fmt.Printf("== stage %s: %s\n", name, d.Round(time.Second))
+	st := stage{name: name, took: time.Since(s.t0)}
+	st.cost, st.unrecorded = s.clock.take()
+	s.stages = append(s.stages, st)
+	fmt.Printf("== stage %s: %s (its steps cost %s)\n", name, st.took.Round(time.Second), st.costString())
 	s.t0 = time.Now()
 }
 
@@ -675,7 +725,8 @@ func runSeed(c config) (*seedRun, error) {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return nil, err
 	}
-	st := &stageTimer{t0: time.Now()}
+	c.clock = &stepClock{}
+	st := &stageTimer{t0: time.Now(), clock: c.clock}
 	// 1. Activations of the train splits (and every-token rows for
 	// mat-steer-selective).
 	modes := []string{c.tokens}
@@ -996,10 +1047,46 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// stage is one step of the study and how long it ran (0 when cached).
+// stage is one step of the study: how long it ran in this run (0 when
+// cached) and what its steps cost when they were made (cached ones too;
+// unrecorded counts cached steps without a time record).
 type stage struct {
-	name string
-	took time.Duration
+	name       string
+	took       time.Duration
+	cost       time.Duration
+	unrecorded int
+}
+
+// costString is the stage's cost, marked as a lower bound when some of
+// its steps have no time record.
+func (st stage) costString() string {
+	s := st.cost.Round(time.Second).String()
+	if st.unrecorded > 0 {
+		steps := "steps"
+		if st.unrecorded == 1 {
+			steps = "step"
+		}
+		s = fmt.Sprintf("≥ %s (%d cached %s without a time record)", s, st.unrecorded, steps)
+	}
+	return s
+}
+
+// writeStageTimes writes one line of stage times: this run's wall time
+// per stage, then what each stage's steps cost when they were made.
+func writeStageTimes(w io.Writer, stages []stage) {
+	var took, cost time.Duration
+	unrecorded := 0
+	var now, made []string
+	for _, st := range stages {
+		now = append(now, fmt.Sprintf("%s %s", st.name, st.took.Round(time.Second)))
+		made = append(made, fmt.Sprintf("%s %s", st.name, st.costString()))
+		took += st.took
+		cost += st.cost
+		unrecorded += st.unrecorded
+	}
+	total := stage{cost: cost, unrecorded: unrecorded}
+	fmt.Fprintf(w, "this run (cached steps count 0): %s; total %s. Cost of the steps when they were made (cached ones included): %s; total %s",
+		strings.Join(now, "; "), took.Round(time.Second), strings.Join(made, "; "), total.costString())
 }
 
 func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]choice, test map[string]*eval.Report, ret *eval.Report, abl *ablation, eff *efficiency, stages []stage) error {
@@ -1011,13 +1098,9 @@ func writeSummary(c config, cal *eval.Report, sweep []sweepRow, best map[string]
 	defer f.Close()
 	mi := test[tasks[0]].Model
 	fmt.Fprintf(f, "# MAT-Steer study: %s (%s, %s, %d layers, n_embd %d)\n\n", mi.Name, filepath.Base(mi.Path), mi.Desc, mi.NLayer, mi.NEmbd)
-	fmt.Fprintf(f, "Time in this run (cached steps count 0): ")
-	var total time.Duration
-	for _, st := range stages {
-		fmt.Fprintf(f, "%s %s; ", st.name, st.took.Round(time.Second))
-		total += st.took
-	}
-	fmt.Fprintf(f, "total %s.\n\n", total.Round(time.Second))
+	fmt.Fprintf(f, "Time in ")
+	writeStageTimes(f, stages)
+	fmt.Fprintf(f, ".\n\n")
 	fmt.Fprintf(f, "Split seed %d. Items per task (TruthfulQA, BBQ, ToxiGen; taken evenly across BBQ categories and ToxiGen groups, see datasets.Balanced): ", c.seed)
 	fmt.Fprintf(f, "train %s, dev %s, test %s (0: the whole part); test items evaluated: ", countList(c.trainItems), countList(c.devItems), countList(c.testItems))
 	for i, task := range tasks {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/matsteer/matsteer/eval"
 )
@@ -176,15 +175,11 @@ func seedSummary(w io.Writer, runs []*seedRun) error {
 		}
 		fmt.Fprintf(w, "- seed %d: %s\n", r.seed, strings.Join(chosen, "; "))
 	}
-	fmt.Fprintf(w, "\nStage times (cached steps count 0):\n\n")
+	fmt.Fprintf(w, "\nStage times:\n\n")
 	for _, r := range runs {
-		var total time.Duration
-		var parts []string
-		for _, st := range r.stages {
-			parts = append(parts, fmt.Sprintf("%s %s", st.name, st.took.Round(time.Second)))
-			total += st.took
-		}
-		fmt.Fprintf(w, "- seed %d: %s; total %s\n", r.seed, strings.Join(parts, "; "), total.Round(time.Second))
+		fmt.Fprintf(w, "- seed %d: ", r.seed)
+		writeStageTimes(w, r.stages)
+		fmt.Fprintf(w, "\n")
 	}
 	for _, r := range runs {
 		fmt.Fprintf(w, "\n## Seed %d: test results\n\n", r.seed)

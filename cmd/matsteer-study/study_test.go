@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/matsteer/matsteer/acts"
 	"github.com/matsteer/matsteer/datasets"
@@ -338,7 +339,7 @@ type row = struct {
 func TestSeedSummary(t *testing.T) {
 	mk := func(seed uint64, base, steered float64) *seedRun {
 		r := &seedRun{seed: seed, test: map[string]*eval.Report{}, best: map[string]choice{"mat-steer": {file: "/w/mat-steer-paper-L14.gguf", alpha: 4}},
-			stages: []stage{{"extraction", 90e9}}}
+			stages: []stage{{name: "extraction", took: 90e9, cost: 120e9, unrecorded: int(seed)}}}
 		for _, task := range tasks {
 			r.test[task] = testReport(task, []row{{eval.NoneName, "", "", base}, {"mat-steer-paper-L14@4", "mat-steer", "/w/mat-steer-paper-L14.gguf", steered}}, 0.01)
 		}
@@ -355,7 +356,8 @@ func TestSeedSummary(t *testing.T) {
 		" 0.600 ± 0.141 (0.500, 0.700) |\n", // the average column
 		"[seed 1](seed-1/study.md)",
 		"- seed 0: mat-steer = mat-steer-paper-L14 at α=4\n",
-		"- seed 1: extraction 1m30s; total 1m30s",
+		"- seed 0: this run (cached steps count 0): extraction 1m30s; total 1m30s. Cost of the steps when they were made (cached ones included): extraction 2m0s; total 2m0s\n",
+		"- seed 1: this run (cached steps count 0): extraction 1m30s; total 1m30s. Cost of the steps when they were made (cached ones included): extraction ≥ 2m0s (1 cached step without a time record); total ≥ 2m0s (1 cached step without a time record)\n",
 		"## Seed 1: test results",
 		"| mat-steer | mat-steer-paper-L14, α=2 | - | 0.700 [0.600, 0.800] * |",
 	} {
@@ -522,6 +524,50 @@ func TestCommandCache(t *testing.T) {
 	step("eval", "--steer", "a.gguf@8") // no record (an older study): made again
 	if n := count(); n != 3 {
 		t.Errorf("an output without a recorded command was reused (%d runs)", n)
+	}
+}
+
+// TestStepClock checks that a stage's cost counts the time each step took
+// when it was made: run now, or read back from its record when cached.
+func TestStepClock(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fake-matsteer")
+	// The fake binary sleeps a little, then writes the output (the
+	// argument after --out).
+	script := "#!/bin/sh\nsleep 0.2\nout=\"\"; prev=\"\"\nfor a in \"$@\"; do if [ \"$prev\" = \"--out\" ]; then out=$a; fi; prev=$a; done\necho made > \"$out\"\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "report.json")
+	run := func() (time.Duration, int) {
+		t.Helper()
+		c := config{bin: bin, threads: 2, clock: &stepClock{}}
+		if err := c.matsteer(out, "eval", "--out", out); err != nil {
+			t.Fatal(err)
+		}
+		return c.clock.take()
+	}
+	made, unrecorded := run()
+	if made < 200*time.Millisecond || unrecorded != 0 {
+		t.Fatalf("a step that ran: cost %v (%d unrecorded), want at least 200ms", made, unrecorded)
+	}
+	if cached, unrecorded := run(); cached != made.Round(time.Millisecond) || unrecorded != 0 {
+		t.Errorf("the cached step: cost %v (%d unrecorded), want its recorded %v", cached, unrecorded, made.Round(time.Millisecond))
+	}
+	for _, record := range []string{"", "soon\n", "-3s\n"} { // none, unreadable, negative
+		if record == "" {
+			if err := os.Remove(out + ".time"); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(out+".time", []byte(record), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if cost, unrecorded := run(); cost != 0 || unrecorded != 1 {
+			t.Errorf("record %q: cost %v, %d unrecorded; want 0 and 1", record, cost, unrecorded)
+		}
+	}
+	if got := (stage{cost: 90 * time.Second, unrecorded: 2}).costString(); got != "≥ 1m30s (2 cached steps without a time record)" {
+		t.Errorf("costString = %q", got)
 	}
 }
 
