@@ -153,7 +153,7 @@ func main() {
 	flag.IntVar(&cfg.genTokens, "gen-tokens", 48, "tokens per generation of the generation check")
 	flag.Float64Var(&cfg.maxKL, "max-kl", 0.1, "KL budget (nats per token on -kl-dev): every steering file runs at the largest α within it (matsteer calibrate); 0: sweep -alphas instead")
 	flag.StringVar(&cfg.tokens, "tokens", "response", "training rows: all|response|last (matsteer extract --tokens)")
-	flag.Float64Var(&cfg.maxKLP99, "max-kl-p99", 0.6, "with -max-kl: also budget the 99th percentile of per-position KL on -kl-dev (nats; matsteer calibrate --max-kl-p99), so no file spends its budget on a few positions (0.6: the tail the ungated files reach at the mean budget); 0: none")
+	flag.Float64Var(&cfg.maxKLP99, "max-kl-p99", 0.6, "with -max-kl: also budget the 99th percentile of per-position KL on -kl-dev (nats; matsteer calibrate --max-kl-p99), so no file spends its budget on a few positions (0.6: about the largest tail a file other than the selective ones reaches at the mean budget); 0: none")
 	flag.Float64Var(&cfg.maxAlpha, "max-alpha", 64, "with -max-kl: a file still within budget at α=8 (the calibration grid's end) keeps doubling α up to this (matsteer calibrate --max-alpha)")
 	flag.StringVar(&layers, "layers", "10,14", "layers to sweep")
 	flag.StringVar(&cfg.alphas, "alphas", "1,2", "global strengths to sweep on dev when -max-kl is 0")
