@@ -82,10 +82,11 @@ bench: build model
 	@scripts/bench.sh
 
 # The reproducible study of RESULTS.md: one split seed, full test sets. Measured on this project's
-# quiet 2-core machine, nothing cached: 2 h 25 min with the default ablations; about 1 h 50 min without
-# them (STUDY_FLAGS="-chat-neutral '' -gate-shift 0"; the other stages' sum). RESULTS.md has the stage times. Finished
-# steps are cached, so an interrupted run resumes. STUDY_FLAGS adds flags: STUDY_FLAGS="-seeds 0,1,2"
-# or STUDY_FLAGS="-fractions 0.1,0.25,0.5".
+# quiet 2-core machine, nothing cached: 2 h to 2 h 25 min per split seed with the default
+# ablations, about 1.5-1.8 h without them (STUDY_FLAGS="-chat-neutral '' -gate-shift 0"; the
+# other stages' sum); RESULTS.md has the stage times. Finished steps are cached, so an
+# interrupted run resumes. STUDY_FLAGS adds flags: STUDY_FLAGS="-seeds 0,1,2" or
+# STUDY_FLAGS="-fractions 0.1,0.25,0.5".
 STUDY_FLAGS ?=
 # Data: $MATSTEER_DATA, else ../shared/data when present, else `matsteer data pull` fetches it.
 eval: build model
