@@ -107,6 +107,10 @@ type config struct {
 	// gateShift is the gate shift of the sharp-gate ablation (ablation.go;
 	// 0: none).
 	gateShift float64
+	// noChatTemplate is set for a model without a chat template (a base
+	// model): the generation check then prompts it with plain text and
+	// skips the KL along chat replies (checkChatTemplate).
+	noChatTemplate bool
 	// seed is the split seed of one run of the protocol (runSeed).
 	seed uint64
 	// clock adds up what the steps of the current stage cost when they
@@ -179,6 +183,9 @@ func main() {
 	if err == nil {
 		err = checkDataDir(cfg.data)
 	}
+	if err == nil {
+		err = cfg.checkChatTemplate()
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "matsteer-study: %v\n", err)
 		os.Exit(2)
@@ -221,6 +228,49 @@ func (c *config) dropUnusedDefaults(set map[string]bool) {
 	if !c.selective && !set["gate-shift"] {
 		c.gateShift = 0
 	}
+}
+
+// checkChatTemplate asks `matsteer model info` whether the model has a
+// chat template, before any work starts: without one (a base model) it
+// has no chat replies, so -kl-chat and -chat-neutral are refused with the
+// flags to run it with, and the generation check goes without the KL
+// along chat replies (noChatTemplate).
+func (c *config) checkChatTemplate() error {
+	if c.klChat == "" && c.chatNeutral == "" && c.genPrompts == "" {
+		return nil
+	}
+	args := []string{"model", "info"}
+	if c.model != "" {
+		args = append(args, c.model)
+	}
+	out, err := exec.Command(c.bin, args...).Output()
+	if err != nil {
+		return fmt.Errorf("matsteer %s: %w", strings.Join(args, " "), err)
+	}
+	tmpl, found := "", false
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "chat template"); ok {
+			tmpl, found = strings.TrimSpace(rest), true
+		}
+	}
+	if !found {
+		return fmt.Errorf("matsteer %s: no \"chat template\" line: is -bin %s a matsteer binary?", strings.Join(args, " "), c.bin)
+	}
+	if tmpl != "(none)" {
+		return nil
+	}
+	model := c.model
+	if model == "" {
+		model = "the default model"
+	}
+	if c.klChat != "" {
+		return fmt.Errorf("-kl-chat %s: %s has no chat template (a base model), so it has no chat replies to budget: run with -kl-chat \"\" (the budget on -kl-dev text only)", c.klChat, model)
+	}
+	if c.chatNeutral != "" {
+		return fmt.Errorf("-chat-neutral %s: %s has no chat template (a base model), so it has no chat replies to train on: run with -chat-neutral \"\"", c.chatNeutral, model)
+	}
+	c.noChatTemplate = true
+	return nil
 }
 
 // checkDataDir reports whether dir holds a folder per task, and says how
@@ -941,8 +991,10 @@ func (c config) testPass(tag string, gates bool, steer []string, main map[string
 func (c config) retentionArgs(out string, steer []string) []string {
 	args := append([]string{"eval", "--task", "neutral", "--kl-text", c.neutral, "--out", out}, steer...)
 	if c.genPrompts != "" {
-		args = append(args, "--gen-prompts", c.genPrompts, "--gen-tokens", strconv.Itoa(c.genTokens),
-			"--kl-chat", c.genPrompts, "--kl-chat-tokens", strconv.Itoa(c.genTokens))
+		args = append(args, "--gen-prompts", c.genPrompts, "--gen-tokens", strconv.Itoa(c.genTokens))
+		if !c.noChatTemplate {
+			args = append(args, "--kl-chat", c.genPrompts, "--kl-chat-tokens", strconv.Itoa(c.genTokens))
+		}
 	}
 	return args
 }

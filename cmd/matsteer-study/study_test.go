@@ -653,3 +653,49 @@ func TestCheckDataDir(t *testing.T) {
 		t.Errorf("every folder there: %v", err)
 	}
 }
+
+// TestChatTemplateCheck checks that a model without a chat template (as
+// `matsteer model info` reports it) refuses the chat-reply flags before
+// any work, with the flags to use, and that its generation check goes
+// without the KL along chat replies.
+func TestChatTemplateCheck(t *testing.T) {
+	dir := t.TempDir()
+	fake := func(name, info string) string {
+		bin := filepath.Join(dir, name)
+		script := "#!/bin/sh\nprintf '" + info + "'\n"
+		if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return bin
+	}
+	base := fake("base", "name\\tbase\\nchat template\\t(none)\\n")
+	chat := fake("chat", "name\\tchat\\nchat template\\t{%% for message in messages %%}...\\n")
+	other := fake("other", "something else\\n")
+	for _, tc := range []struct {
+		name                     string
+		bin, klChat, chatNeutral string
+		want                     string // error text; "" for none
+		noChat                   bool
+	}{
+		{"chat model", chat, "chat-dev.txt", "chat-train.txt", "", false},
+		{"base model, -kl-chat", base, "chat-dev.txt", "", `run with -kl-chat ""`, false},
+		{"base model, -chat-neutral", base, "", "chat-train.txt", `run with -chat-neutral ""`, false},
+		{"base model, plain flags", base, "", "", "", true},
+		{"not matsteer", other, "chat-dev.txt", "", "no \"chat template\" line", false},
+	} {
+		c := config{bin: tc.bin, model: "/m/base.gguf", klChat: tc.klChat, chatNeutral: tc.chatNeutral, genPrompts: "prompts.txt", genTokens: 48, neutral: "n.txt"}
+		err := c.checkChatTemplate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
+		}
+		if c.noChatTemplate != tc.noChat {
+			t.Errorf("%s: noChatTemplate %v", tc.name, c.noChatTemplate)
+		}
+		if err == nil {
+			args := strings.Join(c.retentionArgs("r.json", nil), " ")
+			if strings.Contains(args, "--kl-chat") == tc.noChat || !strings.Contains(args, "--gen-prompts prompts.txt") {
+				t.Errorf("%s: retention command %q", tc.name, args)
+			}
+		}
+	}
+}
