@@ -109,7 +109,7 @@ type config struct {
 	gateShift float64
 	// noChatTemplate is set for a model without a chat template (a base
 	// model): the generation check then prompts it with plain text and
-	// skips the KL along chat replies (checkChatTemplate).
+	// skips the KL along chat replies (checkModel).
 	noChatTemplate bool
 	// seed is the split seed of one run of the protocol (runSeed).
 	seed uint64
@@ -184,7 +184,7 @@ func main() {
 		err = checkDataDir(cfg.data)
 	}
 	if err == nil {
-		err = cfg.checkChatTemplate()
+		err = cfg.checkModel()
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "matsteer-study: %v\n", err)
@@ -230,38 +230,51 @@ func (c *config) dropUnusedDefaults(set map[string]bool) {
 	}
 }
 
-// checkChatTemplate asks `matsteer model info` whether the model has a
-// chat template, before any work starts: without one (a base model) it
-// has no chat replies, so -kl-chat and -chat-neutral are refused with the
-// flags to run it with, and the generation check goes without the KL
-// along chat replies (noChatTemplate).
-func (c *config) checkChatTemplate() error {
-	if c.klChat == "" && c.chatNeutral == "" && c.genPrompts == "" {
-		return nil
-	}
+// checkModel asks `matsteer model info` about the model before any work
+// starts: a model that does not load, or -layers beyond its layers, is
+// refused here rather than after the first steps; without a chat template
+// (a base model) it has no chat replies, so -kl-chat and -chat-neutral are
+// refused with the flags to run it with, and the generation check goes
+// without the KL along chat replies (noChatTemplate).
+func (c *config) checkModel() error {
 	args := []string{"model", "info"}
 	if c.model != "" {
 		args = append(args, c.model)
 	}
-	out, err := exec.Command(c.bin, args...).Output()
+	var stderr strings.Builder
+	cmd := exec.Command(c.bin, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return fmt.Errorf("matsteer %s: %s", strings.Join(args, " "), msg)
+		}
 		return fmt.Errorf("matsteer %s: %w", strings.Join(args, " "), err)
 	}
-	tmpl, found := "", false
+	info := map[string]string{}
 	for _, line := range strings.Split(string(out), "\n") {
-		if rest, ok := strings.CutPrefix(line, "chat template"); ok {
-			tmpl, found = strings.TrimSpace(rest), true
+		for _, key := range []string{"layers", "chat template"} {
+			// model info's lines: the key, blanks, the value.
+			if rest, ok := strings.CutPrefix(line, key); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
+				info[key] = strings.TrimSpace(rest)
+			}
 		}
 	}
-	if !found {
-		return fmt.Errorf("matsteer %s: no \"chat template\" line: is -bin %s a matsteer binary?", strings.Join(args, " "), c.bin)
-	}
-	if tmpl != "(none)" {
-		return nil
+	nLayer, err := strconv.Atoi(info["layers"])
+	if _, ok := info["chat template"]; !ok || err != nil {
+		return fmt.Errorf("matsteer %s: no \"layers\" and \"chat template\" lines: is -bin %s a matsteer binary?", strings.Join(args, " "), c.bin)
 	}
 	model := c.model
 	if model == "" {
 		model = "the default model"
+	}
+	for _, l := range c.layers {
+		if l >= nLayer {
+			return fmt.Errorf("-layers: layer %d is out of range: %s has layers 0..%d", l, model, nLayer-1)
+		}
+	}
+	if info["chat template"] != "(none)" {
+		return nil
 	}
 	if c.klChat != "" {
 		return fmt.Errorf("-kl-chat %s: %s has no chat template (a base model), so it has no chat replies to budget: run with -kl-chat \"\" (the budget on -kl-dev text only)", c.klChat, model)
@@ -304,17 +317,17 @@ func checkRegular(path string) error {
 		return err
 	}
 	defer f.Close()
-	// Read only up to the first non-blank byte: the file may be large.
+	// Read only up to the first non-blank character: the file may be large.
 	r := bufio.NewReader(f)
 	for {
-		b, err := r.ReadByte()
+		ch, _, err := r.ReadRune()
 		if err == io.EOF {
 			return fmt.Errorf("%s has no texts (every line is blank)", path)
 		}
 		if err != nil {
 			return err
 		}
-		if !unicode.IsSpace(rune(b)) {
+		if !unicode.IsSpace(ch) {
 			return nil
 		}
 	}

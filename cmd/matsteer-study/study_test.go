@@ -123,11 +123,16 @@ func TestChatNeutralFlag(t *testing.T) {
 	if err := os.WriteFile(blank, []byte("\n  \n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	nbsp := filepath.Join(t.TempDir(), "nbsp.txt") // blank in Unicode: no-break spaces
+	if err := os.WriteFile(nbsp, []byte("\u00a0\n\u00a0 \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, bad := range []struct{ path, want string }{
 		{filepath.Join(t.TempDir(), "missing.txt"), "no such file"},
 		{t.TempDir(), "not a regular file"},
 		{"/dev/null", "not a regular file"},
 		{blank, "no texts"},
+		{nbsp, "no texts"},
 		{"../../demo/data/chat-dev.txt", "also -kl-chat"},
 		{link, "also -kl-chat"}, // the same file by another name
 		{"../../demo/data/prompts.txt", "also -gen-prompts"},
@@ -654,11 +659,12 @@ func TestCheckDataDir(t *testing.T) {
 	}
 }
 
-// TestChatTemplateCheck checks that a model without a chat template (as
-// `matsteer model info` reports it) refuses the chat-reply flags before
-// any work, with the flags to use, and that its generation check goes
-// without the KL along chat replies.
-func TestChatTemplateCheck(t *testing.T) {
+// TestModelCheck checks what the study asks `matsteer model info` before
+// any work: a model that does not load is refused with matsteer's own
+// message, -layers beyond the model's layers are refused, and a model
+// without a chat template refuses the chat-reply flags, with the flags to
+// use, and its generation check goes without the KL along chat replies.
+func TestModelCheck(t *testing.T) {
 	dir := t.TempDir()
 	fake := func(name, info string) string {
 		bin := filepath.Join(dir, name)
@@ -668,23 +674,27 @@ func TestChatTemplateCheck(t *testing.T) {
 		}
 		return bin
 	}
-	base := fake("base", "name\\tbase\\nchat template\\t(none)\\n")
-	chat := fake("chat", "name\\tchat\\nchat template\\t{%% for message in messages %%}...\\n")
+	base := fake("base", "name             base\\nlayers           18\\nchat template    (none)\\n")
+	chat := fake("chat", "name\\tchat\\nlayers\\t18\\nchat template\\t{%% for message in messages %%}...\\n")
 	other := fake("other", "something else\\n")
+	broken := fake("broken", "matsteer: load model: not a GGUF file\\n' >&2; exit 1; printf '")
 	for _, tc := range []struct {
 		name                     string
 		bin, klChat, chatNeutral string
+		layers                   []int
 		want                     string // error text; "" for none
 		noChat                   bool
 	}{
-		{"chat model", chat, "chat-dev.txt", "chat-train.txt", "", false},
-		{"base model, -kl-chat", base, "chat-dev.txt", "", `run with -kl-chat ""`, false},
-		{"base model, -chat-neutral", base, "", "chat-train.txt", `run with -chat-neutral ""`, false},
-		{"base model, plain flags", base, "", "", "", true},
-		{"not matsteer", other, "chat-dev.txt", "", "no \"chat template\" line", false},
+		{"chat model", chat, "chat-dev.txt", "chat-train.txt", []int{6, 17}, "", false},
+		{"chat model, layer 18", chat, "chat-dev.txt", "chat-train.txt", []int{6, 18}, "-layers: layer 18 is out of range: /m/base.gguf has layers 0..17", false},
+		{"base model, -kl-chat", base, "chat-dev.txt", "", []int{6}, `run with -kl-chat ""`, false},
+		{"base model, -chat-neutral", base, "", "chat-train.txt", []int{6}, `run with -chat-neutral ""`, false},
+		{"base model, plain flags", base, "", "", []int{6}, "", true},
+		{"not matsteer", other, "chat-dev.txt", "", []int{6}, "is -bin", false},
+		{"model does not load", broken, "", "", []int{6}, "model info /m/base.gguf: matsteer: load model: not a GGUF file", false},
 	} {
-		c := config{bin: tc.bin, model: "/m/base.gguf", klChat: tc.klChat, chatNeutral: tc.chatNeutral, genPrompts: "prompts.txt", genTokens: 48, neutral: "n.txt"}
-		err := c.checkChatTemplate()
+		c := config{bin: tc.bin, model: "/m/base.gguf", layers: tc.layers, klChat: tc.klChat, chatNeutral: tc.chatNeutral, genPrompts: "prompts.txt", genTokens: 48, neutral: "n.txt"}
+		err := c.checkModel()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
 		}
