@@ -40,6 +40,8 @@
 #                   software device); scripts/patches/ggml-vulkan-*.patch are
 #                   applied to a copy of the source first (as
 #                   scripts/patches/ggml-rpc-*.patch are for every build)
+#   AMX=1           keep ggml's AMX kernels on a CPU that has AMX (default:
+#                   off; see cmake_flags)
 #   JOBS            parallel build jobs (default: number of CPUs)
 set -euo pipefail
 
@@ -51,6 +53,7 @@ CACHE="${MATSTEER_CACHE:-$HOME/.cache/matsteer}"
 CUDA="${CUDA:-0}"
 CUDA_ARCHS="${CUDA_ARCHS:-80;86;89;90}"
 VULKAN="${VULKAN:-0}"
+AMX="${AMX:-0}"
 PATCHES="$(cd "$(dirname "$0")" && pwd)/patches"
 JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
@@ -121,7 +124,36 @@ cmake_flags() {
     fi
   fi
   if [ "$VULKAN" = "1" ]; then f+=(-DGGML_VULKAN=ON); fi
+  # GGML_NATIVE=ON compiles for this CPU (-march=native). On a CPU with AMX
+  # (Intel Sapphire Rapids and later) that turns on ggml's AMX kernels,
+  # which crash in the first matrix product of a Q4_0/Q4_1/Q8_0 model on
+  # such machines (a SIGSEGV at ldtilecfg in ggml_backend_amx_mul_mat, or
+  # SIGILL in a worker thread: llama.cpp issue 20824; its proposed fix,
+  # PR 26954, says worker threads never ask the kernel for AMX state and
+  # the tile configuration can be optimised away). This pinned llama.cpp
+  # has that code, so AMX is compiled out unless AMX=1; the AVX-512 kernels
+  # run instead. GCC and Clang honour -mno-* whatever -march comes later.
+  if [ "$AMX" != "1" ] && cpu_has amx_tile && cc_accepts -mno-amx-tile -mno-amx-int8 -mno-amx-bf16; then
+    f+=("-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+      "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16")
+  fi
   printf '%s\n' "${f[@]}"
+}
+
+# cpu_has FLAG: whether this CPU lists FLAG in /proc/cpuinfo (Linux).
+cpu_has() { grep -qm1 "^flags.* $1\( \|$\)" /proc/cpuinfo 2>/dev/null; }
+
+# cc_accepts FLAG...: whether the C compiler CMake will use takes FLAGs.
+cc_accepts() { echo 'int x;' | "${CC:-cc}" "$@" -x c -c -o /dev/null - 2>/dev/null; }
+
+# native_cpu_id prints a short hash of the instruction sets this CPU
+# reports: GGML_NATIVE builds are only valid on the CPU they were compiled
+# for, so a cache shared by different machines (a CI runner, a laptop)
+# keeps one build per kind of CPU instead of one that dies with SIGILL on
+# the next machine.
+native_cpu_id() {
+  { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || sysctl -n machdep.cpu.features machdep.cpu.leaf7_features hw.optional 2>/dev/null || uname -m; } |
+    tr ' ' '\n' | sort | sha256sum | cut -c1-8
 }
 
 # build_patches prints the patches this build applies to the source: every
@@ -193,7 +225,7 @@ build() {
   local psrc; psrc=$(patched_source "$src")
   if [ "$psrc" != "$src" ]; then id="$id-${psrc##*-}"; src="$psrc"; fi
   local flags; flags=$(cmake_flags)
-  local key; key="$id-$(printf '%s' "$flags" | sha256sum | cut -c1-12)"
+  local key; key="$id-$(printf '%s\ncpu=%s' "$flags" "$(native_cpu_id)" | sha256sum | cut -c1-12)"
   local out="$CACHE/build/$key"
   if [ -f "$out/.matsteer-complete" ]; then
     build_extra "$out" "${build_targets[@]}" "$@"
@@ -202,8 +234,8 @@ build() {
   fi
   mkdir -p "$out"
   log "building llama.cpp into $out (a few minutes on 2 cores; cached afterwards)"
-  # shellcheck disable=SC2086
-  cmake -S "$src" -B "$out" -G "Unix Makefiles" $flags >"$out/configure.log" 2>&1 \
+  local -a flag_list; mapfile -t flag_list <<<"$flags" # one flag per line; a flag may hold spaces
+  cmake -S "$src" -B "$out" -G "Unix Makefiles" "${flag_list[@]}" >"$out/configure.log" 2>&1 \
     || { tail -30 "$out/configure.log" >&2; die "cmake configure failed (log: $out/configure.log)"; }
   cmake --build "$out" -j "$JOBS" --target "${build_targets[@]}" >"$out/build.log" 2>&1 \
     || { tail -30 "$out/build.log" >&2; die "llama.cpp build failed (log: $out/build.log)"; }
