@@ -15,15 +15,17 @@
 #
 # Variables: CUDA=1 or VULKAN=1 (GPU builds), CUDA_ARCHS="80;86;89;90" (the GPU
 # architectures a CUDA build compiles for), LLAMA_CPP_DIR=/path (your own llama.cpp
-# checkout), MATSTEER_CACHE=dir (default ~/.cache/matsteer), JOBS=n.
+# checkout), AMX=1 (keep ggml's AMX kernels: README.md, "Builds"),
+# MATSTEER_CACHE=dir (default ~/.cache/matsteer), JOBS=n.
 
 SHELL := /bin/bash
 GO ?= go
 CUDA ?= 0
 VULKAN ?= 0
+AMX ?= 0
 CUDA_ARCHS ?= 80;86;89;90
 PREFIX ?= /usr/local
-export CUDA VULKAN CUDA_ARCHS
+export CUDA VULKAN AMX CUDA_ARCHS
 export MATSTEER_CACHE ?= $(HOME)/.cache/matsteer
 # Link flags come from the llama.cpp build (llama/link_build.go, written by
 # scripts/llama-cpp.sh setup); no build tags select them.

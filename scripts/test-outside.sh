@@ -76,9 +76,15 @@ run_check() {
   grep -q '^outside: ok$' <<<"$out" || fail "$what: no 'outside: ok' in its output"
 }
 
-# GOFLAGS=-mod=mod: resolve the new module's requirements from the module
-# cache (GOPROXY=off: no network), as a user's `go mod tidy` would.
-export GOFLAGS=-mod=mod GOPROXY=off GOWORK=off
+# GOFLAGS=-mod=mod: resolve the new module's requirements, as a user's
+# `go mod tidy` would. Its module graph is not pruned as this repository's
+# own build is, so it needs go.mod files that `make build` never fetched
+# (github.com/ajstarks/deck/generate, through gonum's plot): on a fresh
+# machine they come from GOPROXY first (go.sum pins them), then every
+# build runs from the module cache alone (GOPROXY=off).
+export GOFLAGS=-mod=mod GOWORK=off
+(cd "$mod" && "$GO" list -deps ./... >/dev/null 2>"$tmp/modules.log") || { cat "$tmp/modules.log" >&2; fail "cannot load the module graph (GOPROXY=$("$GO" env GOPROXY))"; }
+export GOPROXY=off
 (
   cd "$mod"
   # shellcheck disable=SC1091
